@@ -1,0 +1,1 @@
+//! pier-schema
