@@ -149,11 +149,8 @@ impl FieldError {
     /// An unsupported value; `supported` lists the values that are, as upstream prints them.
     pub fn not_supported(field: &FieldPath, value: impl Into<Value>, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        let detail = if list.is_empty() {
-            String::new()
-        } else {
-            format!("supported values: {}", list.join(", "))
-        };
+        let detail =
+            if list.is_empty() { String::new() } else { format!("supported values: {}", list.join(", ")) };
         Self::make(ErrorType::NotSupported, field, Some(value.into()), &detail)
     }
 

@@ -12,7 +12,10 @@ pub enum ListStrategy {
     Replace,
     /// Elements are objects merged by the value of `key` (`patchStrategy:"merge"`,
     /// `patchMergeKey:"<key>"`), e.g. containers by `name`, service ports by `port`.
-    MergeByKey { key: String },
+    MergeByKey {
+        /// The field that identifies an element.
+        key: String,
+    },
     /// A list of scalars merged as a set (`patchStrategy:"merge"` without a key),
     /// e.g. `finalizers`.
     MergePrimitives,
@@ -29,8 +32,10 @@ pub trait PatchSchema: Sized {
     /// How the list at this position is patched.
     fn list_strategy(&self) -> ListStrategy;
 
-    /// Whether this position carries `patchStrategy:"retainKeys"` (the `$retainKeys`
-    /// directive is honoured only there).
+    /// Whether this position carries `patchStrategy:"retainKeys"`: kubectl sends the
+    /// `$retainKeys` directive only there. Applying a patch honours the directive wherever
+    /// it appears, as upstream's server does, so `strategic_merge_patch` does not consult
+    /// this; it is for code that builds patches.
     fn retain_keys(&self) -> bool {
         false
     }

@@ -1,1 +1,288 @@
-//! pier-testkit
+//! Test harness for Pier's end-to-end tests: start a cluster from the built `pier`
+//! binary in a temporary data directory, drive it with the real `kubectl`, wait on
+//! conditions with deadlines, and clean up (by PID) even when a test fails.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A `pier up` process and its data directory; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Cluster {
+    child: Option<Child>,
+    data_dir: tempfile::TempDir,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    bin: PathBuf,
+    /// Which kubectl to run: the dispatcher on PATH or a bundled version.
+    pub kubectl: PathBuf,
+}
+
+/// Where the `kubectl` package keeps its bundled clients.
+pub const KUBECTL_BUNDLE_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+/// The path of a bundled kubectl of a given minor version, e.g. `kubectl_version(27)`.
+pub fn kubectl_version(minor: u32) -> PathBuf {
+    Path::new(KUBECTL_BUNDLE_DIR).join(format!("kubectl.1.{minor}"))
+}
+
+impl Cluster {
+    /// Starts `pier up` on a free port in a new temporary data directory and waits
+    /// until it prints its address.
+    pub fn start(bin: &Path) -> anyhow::Result<Cluster> {
+        let data_dir =
+            tempfile::Builder::new().prefix("pier-test-").tempdir().context("making the data dir")?;
+        let mut c = Cluster {
+            child: None,
+            data_dir,
+            url: String::new(),
+            kubeconfig: PathBuf::new(),
+            bin: bin.to_path_buf(),
+            kubectl: PathBuf::from("kubectl"),
+        };
+        c.launch()?;
+        Ok(c)
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new(&self.bin)
+            .args(["up", "--api-port", "0", "--data-dir"])
+            .arg(self.data_dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        self.child = Some(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Pier is up: API server at ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        // Keep stderr drained so the server never blocks on a full pipe; echo it for failures.
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let mut r = BufReader::new(stderr);
+            while r.read_to_string(&mut buf).map(|n| n > 0).unwrap_or(false) {
+                eprint!("{buf}");
+                buf.clear();
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("pier up did not report its address within 30 s")?;
+        self.url = url;
+        self.kubeconfig = self.data_dir.path().join("kubeconfig");
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server (SIGTERM, wait, then SIGKILL) and starts it again on the same data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        self.launch()
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "KILL")?;
+            child.wait().context("waiting for pier")?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again after [`Cluster::kill9`].
+    pub fn relaunch(&mut self) -> anyhow::Result<()> {
+        self.launch()
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM")?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().context("waiting for pier")?.is_some() {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    signal(child.id(), "KILL")?;
+                    child.wait().context("waiting for pier")?;
+                    bail!("pier did not stop within 10 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> KubectlOutput {
+        self.kubectl_with(&self.kubectl, args, None)
+    }
+
+    /// Runs kubectl with `stdin` piped in (for `apply -f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> KubectlOutput {
+        self.kubectl_with(&self.kubectl, args, Some(stdin))
+    }
+
+    pub fn kubectl_with(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
+        let mut cmd = Command::new(bin);
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig).env_remove("KUBERNETES_SERVICE_HOST");
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let output = cmd.spawn().and_then(|mut child| {
+            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                use std::io::Write;
+                pipe.write_all(input.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+        KubectlOutput::new(args, output)
+    }
+
+    /// Starts `kubectl` in the background (for `get -w`), output to pipes.
+    pub fn kubectl_spawn(&self, args: &[&str]) -> anyhow::Result<Child> {
+        Command::new(&self.kubectl)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting kubectl")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("stopping pier: {e:#}");
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    // Only ever the PID of a process this harness started.
+    let status =
+        Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().context("running kill")?;
+    if !status.success() {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
+
+/// What one kubectl run printed.
+#[derive(Debug, Clone)]
+pub struct KubectlOutput {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl KubectlOutput {
+    fn new(args: &[&str], output: std::io::Result<Output>) -> Self {
+        let args = args.iter().map(|s| s.to_string()).collect();
+        match output {
+            Ok(o) => KubectlOutput {
+                args,
+                code: o.status.code(),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            },
+            Err(e) => KubectlOutput {
+                args,
+                code: None,
+                stdout: String::new(),
+                stderr: format!("running kubectl: {e}"),
+            },
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The stdout of a run that must succeed; panics with everything kubectl said otherwise.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(
+            self.success(),
+            "kubectl {:?} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    /// The stderr of a run that must fail; panics otherwise.
+    #[track_caller]
+    pub fn err(&self) -> &str {
+        assert!(
+            !self.success(),
+            "kubectl {:?} succeeded but should have failed:\n{}",
+            self.args,
+            self.stdout
+        );
+        &self.stderr
+    }
+
+    /// stdout parsed as JSON (for `-o json`).
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        match serde_json::from_str(self.ok()) {
+            Ok(v) => v,
+            Err(e) => panic!("kubectl {:?} printed no JSON ({e}):\n{}", self.args, self.stdout),
+        }
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, or fails after `timeout`
+/// with the last thing `check` said.
+#[track_caller]
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match check() {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Splits kubectl's table output into rows of whitespace-separated cells.
+pub fn table_rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// Whether the current user is root (end-to-end tests need it and fail loudly without).
+pub fn require_root() {
+    let uid =
+        Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(uid.as_deref().ok(), Some("0"), "end-to-end tests must run as root");
+}

@@ -1,0 +1,247 @@
+//! Integration tests: the API server in-process on a temporary SQLite store, driven
+//! by the `kube` client and `kube-runtime`'s watcher, as Pier's own components drive it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::watcher;
+use kube::Client;
+use serde_json::json;
+
+struct TestServer {
+    server: Option<pier_apiserver::RunningServer>,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = pier_store::SqliteStore::open(&dir.path().join("pier.db")).expect("store");
+        let store: Arc<dyn pier_store::Store> = Arc::new(store);
+        let config = pier_apiserver::Config::new(dir.path().to_path_buf(), 0);
+        let server = pier_apiserver::start(config, store).await.expect("server starts");
+        let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
+        let client = Client::try_from(cfg).expect("client");
+        TestServer { server: Some(server), client, _dir: dir }
+    }
+
+    fn server(&self) -> &pier_apiserver::RunningServer {
+        self.server.as_ref().expect("running")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            // Listeners end with the runtime; nothing to wait for here.
+            drop(s);
+        }
+    }
+}
+
+fn svc(name: &str) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": name}}
+    }))
+    .expect("service")
+}
+
+#[tokio::test]
+async fn crud_with_typed_client() {
+    let t = TestServer::start().await;
+    let api: Api<Service> = Api::namespaced(t.client.clone(), "default");
+    let created = api.create(&PostParams::default(), &svc("kubia")).await.expect("create");
+    let ip = created.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("cluster IP allocated");
+    assert_ne!(ip, "10.96.0.1");
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.creation_timestamp.is_some());
+
+    let got = api.get("kubia").await.expect("get");
+    assert_eq!(got.metadata.resource_version, created.metadata.resource_version);
+    let err = api.create(&PostParams::default(), &svc("kubia")).await.expect_err("duplicate");
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"));
+
+    let names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert_eq!(names, ["kubernetes", "kubia"]);
+    let labelled = api.list(&ListParams::default().labels("app=kubia")).await.expect("list by label");
+    assert_eq!(labelled.items.len(), 1);
+
+    api.delete("kubia", &DeleteParams::default()).await.expect("delete");
+    let err = api.get("kubia").await.expect_err("gone");
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 404));
+}
+
+#[tokio::test]
+async fn stale_resource_version_is_a_conflict() {
+    let t = TestServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).expect("cm");
+    let first = api.create(&PostParams::default(), &cm).await.expect("create");
+    let mut newer = first.clone();
+    newer.data = Some([("a".to_string(), "2".to_string())].into());
+    api.replace("c", &PostParams::default(), &newer).await.expect("update");
+    let mut stale = first.clone();
+    stale.data = Some([("a".to_string(), "3".to_string())].into());
+    let err = api.replace("c", &PostParams::default(), &stale).await.expect_err("stale");
+    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"), "{err:?}");
+    // Patches apply to the latest version without a resourceVersion.
+    let patched = api
+        .patch("c", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "x"}})))
+        .await
+        .expect("patch");
+    let data = patched.data.expect("data");
+    assert_eq!(data.get("a").map(String::as_str), Some("2"));
+    assert_eq!(data.get("b").map(String::as_str), Some("x"));
+}
+
+#[tokio::test]
+async fn pagination_with_limit_and_continue() {
+    let t = TestServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    for i in 0..25 {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("cm-{i:02}")}})).expect("cm");
+        api.create(&PostParams::default(), &cm).await.expect("create");
+    }
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(10);
+    let mut pages = 0;
+    loop {
+        let page = api.list(&params).await.expect("page");
+        pages += 1;
+        names.extend(page.items.into_iter().filter_map(|c| c.metadata.name));
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => params = params.continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names.len(), 25);
+    assert_eq!(names.first().map(String::as_str), Some("cm-00"));
+}
+
+#[tokio::test]
+async fn runtime_watcher_sees_changes_and_streaming_lists_work() {
+    let t = TestServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    for config in [watcher::Config::default(), watcher::Config::default().streaming_lists()] {
+        let name = format!("w-{}", rand_suffix());
+        let mut stream = watcher(api.clone(), config).boxed();
+        // Wait for the initial list to finish before writing.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+                Ok(Ok(Some(watcher::Event::InitDone))) => break,
+                Ok(Ok(Some(_))) => continue,
+                other => panic!("initial list did not finish: {other:?}"),
+            }
+        }
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}})).expect("cm");
+        api.create(&PostParams::default(), &cm).await.expect("create");
+        api.delete(&name, &DeleteParams::default()).await.expect("delete");
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+                Ok(Ok(Some(watcher::Event::Apply(o)))) if o.metadata.name.as_deref() == Some(&name) => {
+                    seen.push("apply")
+                }
+                Ok(Ok(Some(watcher::Event::Delete(o)))) if o.metadata.name.as_deref() == Some(&name) => {
+                    seen.push("delete")
+                }
+                Ok(Ok(Some(_))) => {}
+                other => panic!("watch ended or failed: {other:?}"),
+            }
+        }
+        assert_eq!(seen, ["apply", "delete"]);
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_gets_410_expired() {
+    let t = TestServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "old"}})).expect("cm");
+    let first = api.create(&PostParams::default(), &cm).await.expect("create");
+    let rv = first.metadata.resource_version.clone().expect("rv");
+    api.patch("old", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "1"}})))
+        .await
+        .expect("patch");
+    let store = t.server().api.objects.store().clone();
+    let current = store.current_revision().await.expect("rev");
+    store.compact(current).await.expect("compact");
+    let mut events = api.watch(&WatchParams::default(), &rv).await.expect("watch starts").boxed();
+    match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await {
+        Ok(Ok(Some(WatchEvent::Error(e)))) => {
+            assert_eq!(e.code, 410);
+            assert_eq!(e.reason, "Expired");
+        }
+        Ok(Err(kube::Error::Api(s))) => assert_eq!(s.code, 410),
+        other => panic!("expected a 410, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn watch_with_bookmarks_and_initial_events_end() {
+    let t = TestServer::start().await;
+    let api: Api<Namespace> = Api::all(t.client.clone());
+    let params = WatchParams::streaming_lists();
+    let mut events = api.watch(&params, "0").await.expect("watch").boxed();
+    let mut added = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(_)))) => added += 1,
+            Ok(Ok(Some(WatchEvent::Bookmark(b)))) => {
+                assert_eq!(
+                    b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str),
+                    Some("true")
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(added, 4, "the four built-in namespaces");
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_refused_but_version_is_public() {
+    let t = TestServer::start().await;
+    let mut cfg = kube::Config::new(t.server().url.parse().expect("url"));
+    cfg.root_cert = Some(vec![pem_to_der(&t.server().pki.ca.cert_pem)]);
+    let anon = Client::try_from(cfg).expect("client");
+    let api: Api<Namespace> = Api::all(anon.clone());
+    let err = api.list(&ListParams::default()).await.expect_err("anonymous");
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 401), "expected 401");
+    let v = anon.apiserver_version().await.expect("version is public");
+    assert_eq!(v.major, "1");
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    rustls_pemfile::certs(&mut pem.as_bytes()).next().expect("one cert").expect("valid").to_vec()
+}
