@@ -237,7 +237,7 @@ mod tests {
     fn aggregate_brackets_many() {
         let a = FieldError::required(&FieldPath::new("a"), "");
         let b = FieldError::required(&FieldPath::new("b"), "");
-        assert_eq!(aggregate_message(&[a.clone()]), "a: Required value");
+        assert_eq!(aggregate_message(std::slice::from_ref(&a)), "a: Required value");
         assert_eq!(aggregate_message(&[a, b]), "[a: Required value, b: Required value]");
     }
 }

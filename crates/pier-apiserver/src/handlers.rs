@@ -55,7 +55,7 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     respond_json(code, &e.to_status())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
@@ -341,7 +341,13 @@ impl Api {
                 listed.revision
             }
         };
-        let mut stream = self.objects.watch(res, ns, start, opts).await?;
+        // A compacted start revision is reported in the stream, as upstream does, so
+        // clients see `ERROR` with a 410 `Expired` Status and re-list.
+        let mut stream = match self.objects.watch(res, ns, start, opts).await {
+            Ok(s) => s,
+            Err(e) if e.code == 410 => futures::stream::once(async move { Err(e) }).boxed(),
+            Err(e) => return Err(e),
+        };
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         let group = res.group;
         let kind = res.kind;

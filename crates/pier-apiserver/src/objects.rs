@@ -480,7 +480,7 @@ impl Objects {
     /// Upstream's graceful deletion applies to pods bound to a node: the node stops the
     /// containers and then deletes the pod with a zero grace period.
     fn grace_period(&self, res: &ResourceDef, obj: &Value, opts: &DeleteOptions) -> i64 {
-        if res.plural != "pods" || res.group != "" {
+        if res.plural != "pods" || !res.group.is_empty() {
             return 0;
         }
         let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());

@@ -21,7 +21,7 @@ impl TestServer {
     async fn start() -> TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = pier_store::SqliteStore::open(&dir.path().join("pier.db")).expect("store");
+        let store = pier_store::SqliteStore::open(dir.path().join("pier.db")).expect("store");
         let store: Arc<dyn pier_store::Store> = Arc::new(store);
         let config = pier_apiserver::Config::new(dir.path().to_path_buf(), 0);
         let server = pier_apiserver::start(config, store).await.expect("server starts");

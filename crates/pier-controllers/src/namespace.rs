@@ -35,10 +35,9 @@ pub async fn run(client: Client) {
         let Some(name) = ns.metadata.name.clone() else { continue };
         cleaners.retain(|_, h| !h.is_finished());
         if ns.metadata.deletion_timestamp.is_some() {
-            if !cleaners.contains_key(&name) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = cleaners.entry(name.clone()) {
                 let client = client.clone();
-                let n = name.clone();
-                cleaners.insert(name, tokio::spawn(async move { empty_and_finalize(client, n).await }));
+                slot.insert(tokio::spawn(async move { empty_and_finalize(client, name).await }));
             }
         } else if let Err(e) = ensure_default_service_account(&client, &name).await {
             tracing::warn!(namespace = %name, error = %e, "creating the default service account");

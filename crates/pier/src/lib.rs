@@ -98,7 +98,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().context("resolving the data directory")?;
-    let store = pier_store::SqliteStore::open(&data_dir.join("pier.db"))
+    let store = pier_store::SqliteStore::open(data_dir.join("pier.db"))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let store: Arc<dyn pier_store::Store> = Arc::new(store);
     let mut config = pier_apiserver::Config::new(data_dir.clone(), args.api_port);
