@@ -1,0 +1,8 @@
+//! (being written)
+
+use kube::Client;
+
+/// Runs the controller until the task is dropped.
+pub async fn run(client: Client) {
+    let _ = client;
+}
