@@ -1,7 +1,6 @@
 //! Integration tests: the API server in-process on a temporary SQLite store, driven
 //! by the `kube` client and `kube-runtime`'s watcher, as Pier's own components drive it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -12,38 +11,19 @@ use kube::Client;
 use serde_json::json;
 
 struct TestServer {
-    server: Option<pier_apiserver::RunningServer>,
+    inner: pier_testkit::in_process::InProcess,
     client: Client,
-    _dir: tempfile::TempDir,
 }
 
 impl TestServer {
     async fn start() -> TestServer {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = pier_store::SqliteStore::open(dir.path().join("pier.db")).expect("store");
-        let store: Arc<dyn pier_store::Store> = Arc::new(store);
-        let config = pier_apiserver::Config::new(dir.path().to_path_buf(), 0);
-        let server = pier_apiserver::start(config, store).await.expect("server starts");
-        let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig).expect("kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("config");
-        let client = Client::try_from(cfg).expect("client");
-        TestServer { server: Some(server), client, _dir: dir }
+        let inner = pier_testkit::in_process::InProcess::start().await.expect("API server starts");
+        let client = inner.client.clone();
+        TestServer { inner, client }
     }
 
     fn server(&self) -> &pier_apiserver::RunningServer {
-        self.server.as_ref().expect("running")
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            // Listeners end with the runtime; nothing to wait for here.
-            drop(s);
-        }
+        &self.inner.server
     }
 }
 

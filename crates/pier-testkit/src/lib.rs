@@ -2,6 +2,8 @@
 //! binary in a temporary data directory, drive it with the real `kubectl`, wait on
 //! conditions with deadlines, and clean up (by PID) even when a test fails.
 
+pub mod in_process;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
