@@ -43,7 +43,7 @@
 
 pub mod allocator;
 mod defaults;
-pub mod names;
+pub use pier_api::names;
 mod util;
 pub mod validation;
 
