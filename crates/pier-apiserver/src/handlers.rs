@@ -171,9 +171,15 @@ impl Api {
             }
         }
         let content_type = header_str(headers, header::CONTENT_TYPE);
+        // Upstream records a request without `?fieldManager=` under its User-Agent's
+        // prefix (`kubectl`, `kube-controller-manager`); an apply must name one.
+        let field_manager = match query.get("fieldManager") {
+            Some(m) => m.to_string(),
+            None => pier_apply::manager_from_user_agent(header_str(headers, header::USER_AGENT)).to_string(),
+        };
         let write = WriteOptions {
             dry_run: query.get("dryRun") == Some("All"),
-            field_manager: query.get("fieldManager").map(str::to_string),
+            field_manager: Some(field_manager),
             trusted: false,
         };
         let table = wants_table(accept);
@@ -202,6 +208,8 @@ impl Api {
                 let warnings = self.check_fields(res, &obj, query)?;
                 let obj = check_type(res, obj)?;
                 check_body_namespace(res, ns, &obj)?;
+                let mut obj = obj;
+                track_write(res, None, &mut obj, &write, Part::Main, None);
                 let created = self.objects.create(res, ns, obj, &write).await?;
                 Ok(with_warnings(respond_json(StatusCode::CREATED, &with_type(res, created)), &warnings))
             }
@@ -215,8 +223,14 @@ impl Api {
                 let obj = decode_body(res, &body, content_type)?;
                 let warnings = self.check_fields(res, &obj, query)?;
                 let obj = check_type(res, obj)?;
-                let (updated, created) =
-                    self.objects.update(res, ns, name, part, &write, |_| Ok(obj.clone())).await?;
+                let (updated, created) = self
+                    .objects
+                    .update(res, ns, name, part, &write, |current| {
+                        let mut next = obj.clone();
+                        track_write(res, current, &mut next, &write, part, sub);
+                        Ok(next)
+                    })
+                    .await?;
                 let code = if created { StatusCode::CREATED } else { StatusCode::OK };
                 Ok(with_warnings(respond_json(code, &with_type(res, updated)), &warnings))
             }
@@ -440,6 +454,7 @@ impl Api {
         write: &WriteOptions,
     ) -> ApiResult<Response<Body>> {
         let kind = PatchKind::from_content_type(content_type)?;
+        check_patch_options(kind, query)?;
         let patch: Value = match kind {
             PatchKind::Apply => yaml_or_json(body)?,
             _ => serde_json::from_slice(body)
@@ -451,28 +466,126 @@ impl Api {
                 .await;
         }
         let part = part_of(sub);
+        if kind == PatchKind::Apply {
+            return self.server_side_apply(res, ns, name, sub, patch, query, write).await;
+        }
         let mut warnings = Vec::new();
         let result = self
             .objects
             .update(res, ns, name, part, write, |current| {
                 let current = match current {
                     Some(c) => with_type(res, c.clone()),
-                    None if kind == PatchKind::Apply && part == Part::Main => {
-                        // Server-side apply creates what is missing.
-                        let mut obj = patch.clone();
-                        meta::metadata_mut(&mut obj).remove("resourceVersion");
-                        return Ok(obj);
-                    }
                     None => return Err(ApiError::not_found(res, name)),
                 };
-                let patched = apply_patch(kind, res, &current, &patch)?;
+                let mut patched = apply_patch(kind, res, &current, &patch)?;
                 warnings = self.check_fields(res, &patched, query)?;
+                track_write(res, Some(&current), &mut patched, write, part, sub);
                 Ok(patched)
             })
             .await;
         let (obj, created) = result?;
         let code = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok(with_warnings(respond_json(code, &with_type(res, obj)), &warnings))
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): merges the configuration into
+    /// the live object with [`pier_apply::apply`], creating the object when it does not
+    /// exist; conflicts with other managers are 409s unless `force=true`.
+    #[allow(clippy::too_many_arguments)]
+    async fn server_side_apply(
+        &self,
+        res: &'static ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        config: Value,
+        query: &Query,
+        write: &WriteOptions,
+    ) -> ApiResult<Response<Body>> {
+        let config = check_type(res, config)?;
+        let part = part_of(sub);
+        let force = query.flag("force");
+        let schema = pier_schema::patch_schema(res.schema_name);
+        let manager = write.field_manager.clone().unwrap_or_default();
+        let api_version = res.api_version();
+        let now = meta::now_rfc3339();
+        let apply_write = pier_apply::Write {
+            manager: &manager,
+            api_version: &api_version,
+            subresource: sub,
+            time: &now,
+            scope: write_scope(res, part),
+        };
+        // Between a create that found the object missing and one that found it
+        // created meanwhile, a few rounds settle any race.
+        for _ in 0..3 {
+            let mut missing = false;
+            let mut warnings = Vec::new();
+            let result = self
+                .objects
+                .update(res, ns, name, part, write, |current| {
+                    let Some(current) = current else {
+                        missing = true;
+                        return Err(ApiError::not_found(res, name));
+                    };
+                    let live = with_type(res, current.clone());
+                    let managed = pier_apply::ManagedFields::from_object(&live)
+                        .map_err(|e| apply_error(res, pier_apply::ApplyError::ManagedFields(e)))?;
+                    let applied =
+                        pier_apply::apply(schema, Some(&live), &config, &managed, &apply_write, force)
+                            .map_err(|e| apply_error(res, e))?;
+                    let mut next = applied.object;
+                    warnings = self.check_fields(res, &next, query)?;
+                    store_managed(current, &managed, &applied.managed, &mut next);
+                    Ok(next)
+                })
+                .await;
+            match result {
+                Ok((obj, _)) => {
+                    return Ok(with_warnings(respond_json(StatusCode::OK, &with_type(res, obj)), &warnings))
+                }
+                Err(e) if !(missing && part == Part::Main) => return Err(e),
+                Err(_) => {}
+            }
+            // Server-side apply creates what is missing.
+            let mut config = config.clone();
+            match meta::name(&config) {
+                Some(n) if n != name => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    meta::metadata_mut(&mut config).insert("name".into(), json!(name));
+                }
+            }
+            let applied = pier_apply::apply(
+                schema,
+                None,
+                &config,
+                &pier_apply::ManagedFields::new(),
+                &apply_write,
+                force,
+            )
+            .map_err(|e| apply_error(res, e))?;
+            let mut obj = applied.object;
+            meta::metadata_mut(&mut obj).remove("resourceVersion");
+            applied.managed.write_to(&mut obj);
+            let warnings = self.check_fields(res, &obj, query)?;
+            check_body_namespace(res, ns, &obj)?;
+            match self.objects.create(res, ns, obj, write).await {
+                Ok(created) => {
+                    return Ok(with_warnings(
+                        respond_json(StatusCode::CREATED, &with_type(res, created)),
+                        &warnings,
+                    ))
+                }
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict(res, name))
     }
 
     async fn write_scale<F>(
@@ -507,6 +620,7 @@ impl Api {
                 }
                 let mut next = current.clone();
                 next["spec"]["replicas"] = json!(replicas);
+                track_write(res, Some(current), &mut next, write, Part::Main, Some("scale"));
                 Ok(next)
             })
             .await?;
@@ -573,24 +687,45 @@ fn yaml_or_json(body: &[u8]) -> ApiResult<Value> {
 /// Decodes a request body by its media type.
 fn decode_body(res: &ResourceDef, body: &[u8], content_type: &str) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    let value: Value = match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?,
-        "application/yaml" | "application/x-yaml" | "text/yaml" => yaml_or_json(body)?,
+    let decoded: Result<Value, String> = match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| format!("couldn't get version/kind; json parse error: {e}")),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            serde_yaml::from_slice(body).map_err(|e| format!("error converting YAML to JSON: yaml: {e}"))
+        }
         "application/vnd.kubernetes.protobuf" => {
-            let decoded = pier_protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            decoded.object
+            pier_protobuf::decode(body).map(|d| d.object).map_err(|e| e.to_string())
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
+    let value = decoded.map_err(|e| unrecognized(res, &e, body))?;
     if !value.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: the body is not a JSON object",
-            res.kind, res.version, res.kind
-        )));
+        return Err(unrecognized(res, "couldn't get version/kind; json parse error: not an object", body));
     }
     Ok(value)
+}
+
+/// Upstream's wrapper for a body that could not be decoded at all: the error and a
+/// short summary of the data (text when it looks like JSON, hex otherwise).
+fn unrecognized(res: &ResourceDef, err: &str, body: &[u8]) -> ApiError {
+    const MAX: usize = 30;
+    let summary = match body.first() {
+        None => "<empty>".to_string(),
+        Some(b'{') if body.len() > MAX => format!("{} ...", String::from_utf8_lossy(&body[..MAX])),
+        Some(b'{') => String::from_utf8_lossy(body).into_owned(),
+        Some(_) => {
+            let hex: String = body.iter().take(MAX).map(|b| format!("{b:02x}")).collect();
+            if body.len() > MAX {
+                format!("{hex} ...")
+            } else {
+                hex
+            }
+        }
+    };
+    ApiError::bad_request(format!(
+        "the object provided is unrecognized (must be of type {}): {err} ({summary})",
+        res.kind
+    ))
 }
 
 /// A body's `kind`/`apiVersion`, when given, must name this resource.
@@ -852,6 +987,141 @@ impl PatchKind {
     }
 }
 
+/// Upstream's `PatchOptions` validation: an apply names its manager, and only an
+/// apply may be forced.
+fn check_patch_options(kind: PatchKind, query: &Query) -> ApiResult<()> {
+    let invalid = |field: &str, reason: &str, body: &str| ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {body}"),
+        details: Some(json!({
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [{"reason": reason, "message": body, "field": field}],
+        })),
+    };
+    match kind {
+        PatchKind::Apply if query.get("fieldManager").is_none() => {
+            Err(invalid("fieldManager", "FieldValueRequired", "Required value: is required for apply patch"))
+        }
+        PatchKind::Apply => Ok(()),
+        _ if query.get("force").is_some() => Err(invalid(
+            "force",
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The top-level fields a write to `part` may change: the rest is reset by the registry
+/// (see `objects::merge_part`), so nobody owns it through this write.
+fn write_scope(res: &ResourceDef, part: Part) -> pier_apply::Scope<'static> {
+    match part {
+        Part::Status => pier_apply::Scope::Only(&["status"]),
+        Part::Main if res.has_subresource("status") => pier_apply::Scope::Except(&["status"]),
+        _ => pier_apply::Scope::All,
+    }
+}
+
+/// The managers a write starts from: the live object's, unless the request brings its
+/// own list. As upstream: an absent or empty list keeps the live one, `[{}]` clears it,
+/// and a list that cannot be read is ignored (a write never fails over bookkeeping).
+fn incoming_managed(current: Option<&Value>, desired: &Value) -> pier_apply::ManagedFields {
+    let live = current.and_then(|c| pier_apply::ManagedFields::from_object(c).ok()).unwrap_or_default();
+    match desired.pointer("/metadata/managedFields") {
+        None | Some(Value::Null) => live,
+        Some(Value::Array(a)) if a.is_empty() => live,
+        Some(Value::Array(a)) if a.len() == 1 && a[0].as_object().is_some_and(|o| o.is_empty()) => {
+            pier_apply::ManagedFields::new()
+        }
+        Some(v) => pier_apply::ManagedFields::decode(v).unwrap_or(live),
+    }
+}
+
+/// Stores `after` in `next`; when nothing changed, the live list goes back byte for
+/// byte, so that a write that changes nothing stays a no-op.
+fn store_managed(
+    current: &Value,
+    before: &pier_apply::ManagedFields,
+    after: &pier_apply::ManagedFields,
+    next: &mut Value,
+) {
+    match current.pointer("/metadata/managedFields") {
+        Some(raw) if after == before => {
+            meta::metadata_mut(next).insert("managedFields".into(), raw.clone());
+        }
+        _ => after.write_to(next),
+    }
+}
+
+/// Maintains `managedFields` on a create, update or non-apply patch: the writer (the
+/// request's field manager) comes to own what it changed, as upstream's field manager
+/// records an `Update` operation.
+fn track_write(
+    res: &ResourceDef,
+    current: Option<&Value>,
+    next: &mut Value,
+    write: &WriteOptions,
+    part: Part,
+    subresource: Option<&str>,
+) {
+    if part == Part::Finalize {
+        return;
+    }
+    let start = incoming_managed(current, next);
+    let manager = write.field_manager.as_deref().unwrap_or_default();
+    let api_version = res.api_version();
+    let now = meta::now_rfc3339();
+    let w = pier_apply::Write {
+        manager,
+        api_version: &api_version,
+        subresource,
+        time: &now,
+        scope: write_scope(res, part),
+    };
+    let schema = pier_schema::patch_schema(res.schema_name);
+    let after = pier_apply::update(schema, current, next, &start, &w);
+    let live = current.and_then(|c| pier_apply::ManagedFields::from_object(c).ok());
+    match current {
+        Some(c) if live.as_ref() == Some(&after) => store_managed(c, &after, &after, next),
+        _ => after.write_to(next),
+    }
+}
+
+/// The HTTP form of a refused apply: conflicts are 409s whose causes name each field,
+/// as upstream's `NewApplyConflict`.
+fn apply_error(res: &ResourceDef, e: pier_apply::ApplyError) -> ApiError {
+    use pier_apply::ApplyError as E;
+    match e {
+        E::Conflicts(conflicts) => {
+            let causes: Vec<Value> = conflicts
+                .iter()
+                .map(|c| {
+                    json!({"reason": "FieldManagerConflict", "message": c.cause_message(), "field": c.path.to_string()})
+                })
+                .collect();
+            ApiError {
+                code: 409,
+                reason: "Conflict",
+                message: conflicts.to_string(),
+                details: Some(json!({"causes": causes})),
+            }
+        }
+        E::ManagedFieldsInConfig | E::NotAnObject => ApiError::bad_request(e.to_string()),
+        E::ManagedFields(_) => ApiError::internal(e.to_string()),
+        other => ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!(
+                "failed to create typed patch object ({}/{}, Kind={}): {other}",
+                res.group, res.version, res.kind
+            ),
+            details: None,
+        },
+    }
+}
+
 fn patch_error(e: pier_patch::PatchError) -> ApiError {
     match e.status_code() {
         422 => ApiError { code: 422, reason: "Invalid", message: e.to_string(), details: None },
@@ -864,6 +1134,8 @@ fn apply_patch(kind: PatchKind, res: &ResourceDef, current: &Value, patch: &Valu
     let out = match kind {
         PatchKind::Merge => pier_patch::json_merge_patch(current, patch),
         PatchKind::Json => pier_patch::json_patch(current, patch).map_err(patch_error)?,
+        // Applies go through `server_side_apply`; the strategic merge here only serves the
+        // scale subresource, whose view has no managed fields of its own.
         PatchKind::Strategic | PatchKind::Apply => {
             let Some(schema) = pier_schema::patch_schema(res.schema_name) else {
                 return Err(ApiError::internal(format!("no schema for {}", res.kind)));

@@ -229,7 +229,9 @@ impl Objects {
         }
         let generated = meta::name(&obj).is_none() && meta::meta_str(&obj, "generateName").is_some();
         prepare_new_metadata(res, ns, &mut obj);
+        drop_empty_metadata(&mut obj);
         let allocation = self.admission.admit_create(res, &mut obj, opts.trusted)?;
+        reset_pod_status(res, &mut obj);
         let mut attempt = 0;
         loop {
             let name = meta::name(&obj).unwrap_or_default().to_string();
@@ -321,6 +323,7 @@ impl Objects {
             }
             let mut next = merge_part(res, part, &current, desired);
             preserve_system_metadata(&current, &mut next);
+            drop_empty_metadata(&mut next);
             let allocation = self.admission.admit_update(res, &current, &mut next, opts.trusted)?;
             bump_generation(res, &current, &mut next);
             meta::set_resource_version(&mut next, current_kv.mod_revision);
@@ -705,6 +708,10 @@ fn merge_part(res: &ResourceDef, part: Part, current: &Value, desired: Value) ->
             } else {
                 meta::metadata_mut(&mut next).remove("resourceVersion");
             }
+            // The handler's record of who wrote this status (its `managedFields`).
+            if let Some(managed) = desired.pointer("/metadata/managedFields") {
+                meta::metadata_mut(&mut next).insert("managedFields".into(), managed.clone());
+            }
             next
         }
         Part::Finalize => {
@@ -732,6 +739,67 @@ fn preserve_system_metadata(current: &Value, next: &mut Value) {
         }
     }
     m.remove("selfLink");
+}
+
+/// A new pod's status is upstream's `PrepareForCreate`: whatever the client sent is
+/// replaced by `phase: Pending` and the pod's QoS class (`kubectl get pods` shows
+/// `Pending` until a node reports otherwise).
+fn reset_pod_status(res: &ResourceDef, obj: &mut Value) {
+    if !res.group.is_empty() || res.plural != "pods" {
+        return;
+    }
+    let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
+    obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+}
+
+/// Upstream's `GetPodQOS`: BestEffort without any cpu/memory request or limit;
+/// Guaranteed when every container limits both and requests equal limits; else
+/// Burstable. (Quantities are compared as written.)
+fn qos_class(spec: &Value) -> &'static str {
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten();
+    let set = |v: Option<&Value>, r: &str| {
+        v.and_then(|m| m.get(r)).filter(|q| !matches!(q.as_str(), Some("0") | Some(""))).cloned()
+    };
+    let (mut any, mut guaranteed) = (false, true);
+    for c in containers {
+        let requests = c.pointer("/resources/requests");
+        let limits = c.pointer("/resources/limits");
+        for r in ["cpu", "memory"] {
+            let (req, lim) = (set(requests, r), set(limits, r));
+            any |= req.is_some() || lim.is_some();
+            match (req, lim) {
+                (_, None) => guaranteed = false,
+                (Some(req), Some(lim)) if req != lim => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// Empty `labels`, `annotations`, `finalizers` and `ownerReferences` are dropped, as
+/// upstream's typed objects (`omitempty`) drop them: removing the last owner or
+/// finalizer leaves no `[]` behind.
+fn drop_empty_metadata(obj: &mut Value) {
+    let m = meta::metadata_mut(obj);
+    for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = match m.get(field) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(field);
+        }
+    }
 }
 
 /// A bound pod being deleted stays until its node has stopped it.
@@ -785,6 +853,26 @@ mod tests {
         let t = encode_continue(42, "/registry/core/pods/default/a");
         assert_eq!(decode_continue(&t).expect("decodes"), (42, "/registry/core/pods/default/a".to_string()));
         assert!(decode_continue("not-a-token!").is_err());
+    }
+
+    #[test]
+    fn new_pods_are_pending_with_their_qos_class() {
+        let pods = pier_api::registry::find("", "pods").expect("pods");
+        let mut pod = json!({"spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Running"}});
+        reset_pod_status(pods, &mut pod);
+        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        let limited = json!({"cpu": "1", "memory": "1Gi"});
+        let spec = json!({"containers": [{"resources": {"limits": limited, "requests": limited}}]});
+        assert_eq!(qos_class(&spec), "Guaranteed");
+        let spec = json!({"containers": [{"resources": {"requests": {"cpu": "100m"}}}]});
+        assert_eq!(qos_class(&spec), "Burstable");
+    }
+
+    #[test]
+    fn empty_metadata_collections_are_dropped() {
+        let mut obj = json!({"metadata": {"name": "a", "labels": {}, "annotations": {"k": "v"}, "finalizers": [], "ownerReferences": null}});
+        drop_empty_metadata(&mut obj);
+        assert_eq!(obj, json!({"metadata": {"name": "a", "annotations": {"k": "v"}}}));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use kube::api::{DeleteParams, DynamicObject, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, DynamicObject, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::watcher;
 use kube::Client;
 use pier_api::ResourceDef;
@@ -218,7 +218,38 @@ async fn attend(client: &Client, graph: &Graph, uid: &str) -> Result<(), kube::E
             return Ok(());
         }
     }
-    delete(client, node, PropagationPolicy::Background).await
+    // The graph may lag behind the object: an owner deleted with `Orphan` released
+    // its dependents just before it went, and the dependents' own updates may not have
+    // arrived yet (watches of different resources are not ordered). Decide on the
+    // object as it is now, and delete exactly that version of it.
+    let api = resources::scoped(client, node.res, node.namespace.as_deref());
+    let live = match api.get(&node.name).await {
+        Ok(o) => o,
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some((live_uid, live_node)) = node_of(node.res, &live) else { return Ok(()) };
+    if live_uid != uid || live_node.owners.is_empty() || live_node.deleting {
+        return Ok(());
+    }
+    for owner in &live_node.owners {
+        if owner_exists(client, &live_node, owner).await? {
+            return Ok(());
+        }
+    }
+    let preconditions =
+        Preconditions { uid: Some(live_uid), resource_version: live.metadata.resource_version };
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(preconditions),
+        ..DeleteParams::default()
+    };
+    match api.delete(&node.name, &params).await {
+        Ok(_) => Ok(()),
+        // Gone, or changed since it was read: its next event brings it back here.
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Confirms with a live read whether the owner (same name and uid) still exists.

@@ -11,7 +11,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtobufError {
-    #[error("protobuf body does not start with the Kubernetes magic prefix \"k8s\\x00\"")]
+    // Upstream's wording: the prefix is printed as Go prints a byte slice.
+    #[error("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")]
     MissingMagic,
     #[error("protobuf envelope has no kind in its typeMeta")]
     MissingKind,

@@ -348,6 +348,7 @@ pub(crate) static FIELD_EXTENSIONS: &[FieldExt] = &[
         &["name"],
         None,
     ),
+    ext("io.k8s.api.core.v1.PodSpec", "nodeSelector", None, None, None, &[], Some("atomic")),
     ext("io.k8s.api.core.v1.PodSpec", "readinessGates", None, None, Some("atomic"), &[], None),
     ext(
         "io.k8s.api.core.v1.PodSpec",
@@ -412,6 +413,7 @@ pub(crate) static FIELD_EXTENSIONS: &[FieldExt] = &[
     ext("io.k8s.api.core.v1.ProjectedVolumeSource", "sources", None, None, Some("atomic"), &[], None),
     ext("io.k8s.api.core.v1.RBDPersistentVolumeSource", "monitors", None, None, Some("atomic"), &[], None),
     ext("io.k8s.api.core.v1.RBDVolumeSource", "monitors", None, None, Some("atomic"), &[], None),
+    ext("io.k8s.api.core.v1.ReplicationControllerSpec", "selector", None, None, None, &[], Some("atomic")),
     ext(
         "io.k8s.api.core.v1.ReplicationControllerStatus",
         "conditions",
@@ -459,6 +461,7 @@ pub(crate) static FIELD_EXTENSIONS: &[FieldExt] = &[
         &["port", "protocol"],
         None,
     ),
+    ext("io.k8s.api.core.v1.ServiceSpec", "selector", None, None, None, &[], Some("atomic")),
     ext(
         "io.k8s.api.core.v1.TopologySelectorLabelRequirement",
         "values",
@@ -659,6 +662,14 @@ pub(crate) static FIELD_EXTENSIONS: &[FieldExt] = &[
         &[],
         None,
     ),
+];
+
+/// Defaults upstream publishes (`+default=`) on fields that are keys of associative
+/// lists: server-side apply keys an item that omits such a field by its default, so
+/// `ports: [{port: 80}]` is the item `k:{"port":80,"protocol":"TCP"}`.
+pub(crate) static FIELD_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.core.v1.ContainerPort", "protocol", "TCP"),
+    ("io.k8s.api.core.v1.ServicePort", "protocol", "TCP"),
 ];
 
 /// Definitions upstream marks `+structType=atomic`: published with

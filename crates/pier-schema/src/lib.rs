@@ -17,7 +17,9 @@
 //!   `kind: List` manifests client-side.
 //! * [`unknown_fields`] and [`type_errors`] — what the API server's strict decoder
 //!   reports for a request body, worded as upstream words it.
-//! * [`patch_schema`] — a [`SchemaCursor`] implementing [`pier_patch::PatchSchema`].
+//! * [`patch_schema`] — a [`SchemaCursor`] implementing [`pier_patch::PatchSchema`], which
+//!   also reports what server-side apply needs: [`SchemaShape`], list and map types, list
+//!   map keys and their defaults.
 //!
 //! Nothing here does I/O; the documents and the registry are built lazily, once.
 //!
@@ -44,7 +46,7 @@ pub use openapi::{
     openapi_v3_documents, openapi_v3_index, openapi_v3_index_with, OpenApiDocument,
     OPENAPI_V2_PROTOBUF_CONTENT_TYPE,
 };
-pub use patch::{patch_schema, SchemaCursor};
+pub use patch::{patch_schema, SchemaCursor, SchemaShape};
 pub use registry::{schema_registry, KnownKind, SchemaRegistry, KNOWN_KINDS, REF_PREFIX};
 pub use validate::{
     decode_error_message, strict_decoding_error, type_errors, unknown_field_warning, unknown_fields,

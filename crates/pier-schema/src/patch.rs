@@ -6,6 +6,21 @@ use serde_json::Value;
 
 use crate::registry::{schema_registry, SchemaRegistry};
 
+/// What a schema position holds, before list and map types refine it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaShape {
+    /// An object with named fields (`properties`).
+    Struct,
+    /// An object whose values all share one schema (`additionalProperties`).
+    Map,
+    /// An array.
+    List,
+    /// A string, number, boolean or int-or-string.
+    Scalar,
+    /// Anything (`type: object` without properties, or no type): deduced from the value.
+    Untyped,
+}
+
 /// A position in a kind's schema, as strategic merge patch walks it.
 ///
 /// Like upstream's `PatchMetaFromOpenAPIV3`, the list strategy is read from the
@@ -34,6 +49,57 @@ impl SchemaCursor {
 
     fn at(&self, node: &'static Value) -> SchemaCursor {
         SchemaCursor { registry: self.registry, node }
+    }
+
+    /// `x-kubernetes-list-type` as published at this position (`atomic`, `set` or
+    /// `map`); `None` when upstream leaves it unsaid (server-side apply then falls back
+    /// to the patch strategy, and to `atomic`).
+    pub fn list_type(&self) -> Option<&'static str> {
+        self.node.get("x-kubernetes-list-type").and_then(Value::as_str)
+    }
+
+    /// `x-kubernetes-list-map-keys`: the fields that identify an item of a `map` list.
+    pub fn list_map_keys(&self) -> Vec<&'static str> {
+        self.node
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .map(|keys| keys.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// `x-kubernetes-map-type` (`atomic` or `granular`), from the property or, for
+    /// `+structType=atomic` definitions, from the definition it references.
+    pub fn map_type(&self) -> Option<&'static str> {
+        self.node
+            .get("x-kubernetes-map-type")
+            .or_else(|| self.schema().get("x-kubernetes-map-type"))
+            .and_then(Value::as_str)
+    }
+
+    /// What kind of value this position holds, as server-side apply sees it.
+    pub fn shape(&self) -> SchemaShape {
+        let schema = self.schema();
+        if schema.get("properties").is_some() {
+            return SchemaShape::Struct;
+        }
+        if schema.get("items").is_some() || schema.get("type").and_then(Value::as_str) == Some("array") {
+            return SchemaShape::List;
+        }
+        if schema.get("additionalProperties").is_some_and(Value::is_object) {
+            return SchemaShape::Map;
+        }
+        match schema.get("type").and_then(Value::as_str) {
+            Some("object") | None if schema.get("x-kubernetes-int-or-string").is_none() => {
+                SchemaShape::Untyped
+            }
+            _ => SchemaShape::Scalar,
+        }
+    }
+
+    /// The published `default` of the struct field `name`, e.g. `protocol: TCP` of a
+    /// `ServicePort`.
+    pub fn field_default(&self, name: &str) -> Option<&'static Value> {
+        self.schema().get("properties")?.get(name)?.get("default")
     }
 
     fn strategy(&self) -> Option<&'static str> {
@@ -124,6 +190,25 @@ mod tests {
         assert!(at("io.k8s.api.apps.v1.Deployment", &["spec", "strategy"]).retain_keys());
         assert!(at("io.k8s.api.core.v1.Pod", &["spec", "volumes"]).retain_keys());
         assert!(!at("io.k8s.api.core.v1.Pod", &["spec", "containers"]).retain_keys());
+    }
+
+    #[test]
+    fn apply_metadata_at_positions() {
+        let svc = "io.k8s.api.core.v1.Service";
+        let ports = at(svc, &["spec", "ports"]);
+        assert_eq!(ports.list_type(), Some("map"));
+        assert_eq!(ports.list_map_keys(), ["port", "protocol"]);
+        assert_eq!(ports.shape(), SchemaShape::List);
+        let port = ports.elements().expect("items");
+        assert_eq!(port.shape(), SchemaShape::Struct);
+        assert_eq!(port.field_default("protocol"), Some(&serde_json::json!("TCP")));
+        assert_eq!(port.field("targetPort").expect("targetPort").shape(), SchemaShape::Scalar);
+        assert_eq!(at(svc, &["spec", "selector"]).map_type(), Some("atomic"));
+        assert_eq!(at(svc, &["metadata", "labels"]).shape(), SchemaShape::Map);
+        assert_eq!(at(svc, &["metadata", "labels"]).map_type(), None);
+        let deploy = "io.k8s.api.apps.v1.Deployment";
+        assert_eq!(at(deploy, &["spec", "selector"]).map_type(), Some("atomic"));
+        assert_eq!(at(deploy, &["spec", "replicas"]).shape(), SchemaShape::Scalar);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Value};
 
-use crate::extensions::{ATOMIC_STRUCTS, FIELD_EXTENSIONS};
+use crate::extensions::{ATOMIC_STRUCTS, FIELD_DEFAULTS, FIELD_EXTENSIONS};
 
 /// The definition name of `DeleteOptions`, the body of delete requests.
 pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
@@ -209,6 +209,14 @@ impl SchemaRegistry {
             }
         }
         apply_field_extensions(&mut definitions);
+        for (definition, property, default) in FIELD_DEFAULTS {
+            if let Some(Value::Object(prop)) = definitions
+                .get_mut(*definition)
+                .and_then(|d| d.pointer_mut(&format!("/properties/{property}")))
+            {
+                prop.insert("default".into(), json!(default));
+            }
+        }
         for name in ATOMIC_STRUCTS {
             if let Some(Value::Object(def)) = definitions.get_mut(*name) {
                 def.insert("x-kubernetes-map-type".into(), json!("atomic"));
@@ -384,6 +392,15 @@ mod tests {
         assert!(strategy.get("$ref").is_none(), "extensions beside a bare $ref: {strategy}");
         let selector = reg.get("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector");
         assert_eq!(selector.expect("LabelSelector")["x-kubernetes-map-type"], "atomic");
+    }
+
+    #[test]
+    fn list_key_defaults_are_published() {
+        let reg = schema_registry();
+        let port = reg.get("io.k8s.api.core.v1.ServicePort").expect("ServicePort");
+        assert_eq!(port["properties"]["protocol"]["default"], "TCP");
+        let svc = &reg.get("io.k8s.api.core.v1.ServiceSpec").expect("ServiceSpec")["properties"];
+        assert_eq!(svc["selector"]["x-kubernetes-map-type"], "atomic");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 pub mod in_process;
 
-use std::io::{BufRead, BufReader, Read};
+pub use tempfile;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -114,12 +116,18 @@ impl Cluster {
     }
 
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown().map(|_| ())
+    }
+
+    /// Stops the server as [`Cluster::stop`] does and returns how it exited (`None`
+    /// when it was not running).
+    pub fn shutdown(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         if let Some(mut child) = self.child.take() {
             signal(child.id(), "TERM")?;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                if child.try_wait().context("waiting for pier")?.is_some() {
-                    return Ok(());
+                if let Some(status) = child.try_wait().context("waiting for pier")? {
+                    return Ok(Some(status));
                 }
                 if Instant::now() > deadline {
                     signal(child.id(), "KILL")?;
@@ -129,7 +137,98 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The API server's `host:port`.
+    pub fn authority(&self) -> &str {
+        self.url.trim_start_matches("https://").trim_end_matches('/')
+    }
+
+    /// Sends one raw request with `curl`, authenticated with the admin certificate from
+    /// the data directory's `pki/`, for what kubectl cannot send (malformed or oversized
+    /// bodies, raw watch streams). `body` goes through stdin.
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> CurlOutput {
+        self.curl_with(&[], method, path, content_type, body)
+    }
+
+    /// [`Cluster::curl`] with extra curl options, e.g. `--http1.1`.
+    pub fn curl_with(
+        &self,
+        options: &[&str],
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> CurlOutput {
+        let mut cmd = self.curl_command(method, path, content_type);
+        cmd.args(options);
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        cmd.args(["-w", "\n%{http_code}"]);
+        cmd.stdin(if body.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let output = cmd.spawn().and_then(|mut child| {
+            if let (Some(input), Some(mut pipe)) = (body, child.stdin.take()) {
+                // The server may answer (413) before reading everything; a broken pipe is fine.
+                let _ = pipe.write_all(input);
+            }
+            child.wait_with_output()
+        });
+        match output {
+            Ok(o) => {
+                let out = String::from_utf8_lossy(&o.stdout).into_owned();
+                let (body, code) = out.rsplit_once('\n').unwrap_or(("", out.as_str()));
+                CurlOutput {
+                    code: code.trim().parse().unwrap_or(0),
+                    body: body.to_string(),
+                    stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                }
+            }
+            Err(e) => CurlOutput { code: 0, body: String::new(), stderr: format!("running curl: {e}") },
+        }
+    }
+
+    fn curl_command(&self, method: &str, path: &str, content_type: Option<&str>) -> Command {
+        let pki = self.data_dir().join("pki");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-X", method, "--cacert"])
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"));
+        if let Some(ct) = content_type {
+            cmd.arg("-H").arg(format!("Content-Type: {ct}"));
+        }
+        cmd.arg(format!("{}{path}", self.url));
+        cmd
+    }
+
+    /// Streams a raw `GET` (a watch) with `curl -N`; every line it prints is collected.
+    pub fn curl_stream(&self, path: &str) -> anyhow::Result<Lines> {
+        let mut cmd = self.curl_command("GET", path, None);
+        cmd.arg("-N");
+        Lines::spawn(cmd, "curl")
+    }
+
+    /// Starts `kubectl` (this cluster's, or `bin`) in the background, e.g. `get svc -w`;
+    /// every line it prints is collected. Killed on drop.
+    pub fn kubectl_lines(&self, args: &[&str]) -> anyhow::Result<Lines> {
+        self.kubectl_lines_with(&self.kubectl, args)
+    }
+
+    pub fn kubectl_lines_with(&self, bin: &Path, args: &[&str]) -> anyhow::Result<Lines> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig).env_remove("KUBERNETES_SERVICE_HOST");
+        Lines::spawn(cmd, "kubectl")
     }
 
     /// Runs kubectl against this cluster.
@@ -149,7 +248,6 @@ impl Cluster {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let output = cmd.spawn().and_then(|mut child| {
             if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                use std::io::Write;
                 pipe.write_all(input.as_bytes())?;
             }
             child.wait_with_output()
@@ -186,6 +284,113 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
         bail!("kill -{sig} {pid} failed");
     }
     Ok(())
+}
+
+/// What one `curl` request got back.
+#[derive(Debug, Clone)]
+pub struct CurlOutput {
+    /// The HTTP status code (0 when curl could not connect).
+    pub code: u16,
+    pub body: String,
+    pub stderr: String,
+}
+
+impl CurlOutput {
+    /// The body parsed as JSON (a `Status` for failures).
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        match serde_json::from_str(&self.body) {
+            Ok(v) => v,
+            Err(e) => panic!("curl got no JSON ({e}), code {}:\n{}\n{}", self.code, self.body, self.stderr),
+        }
+    }
+}
+
+/// A background process whose output lines are collected as they come (`kubectl get
+/// -w`, a raw watch through curl). Killed (by its PID) on drop.
+pub struct Lines {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    /// Every stdout line received so far.
+    pub seen: Vec<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Lines {
+    fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Lines> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("starting {what}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = err.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        Ok(Lines { child, rx, seen: Vec::new(), stderr: err })
+    }
+
+    fn drain(&mut self) {
+        while let Ok(l) = self.rx.try_recv() {
+            self.seen.push(l);
+        }
+    }
+
+    /// Waits until a line received after the first `from` lines satisfies `pred`;
+    /// returns its index in [`Lines::seen`] and the line.
+    #[track_caller]
+    pub fn wait_line_from(
+        &mut self,
+        from: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> (usize, String) {
+        wait_for(what, timeout, || {
+            self.drain();
+            if let Some(i) = self.seen.iter().skip(from).position(|l| pred(l)) {
+                return Ok((from + i, self.seen[from + i].clone()));
+            }
+            let running = self.running();
+            Err(format!("lines: {:?}; stderr: {}; running: {running}", self.seen, self.stderr_text()))
+        })
+    }
+
+    /// Waits until any line satisfies `pred`.
+    #[track_caller]
+    pub fn wait_line(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_line_from(0, what, timeout, pred).1
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        // Only the process this harness started, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// What one kubectl run printed.

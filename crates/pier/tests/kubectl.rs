@@ -58,18 +58,36 @@ fn apply_twice_then_change_then_server_side() {
     let ip = svc["spec"]["clusterIP"].as_str().expect("cluster IP").to_string();
     assert!(ip.starts_with("10.9") || ip.starts_with("10.10") || ip.starts_with("10.11"), "{ip}");
 
+    // Switching to server-side apply with what was last applied client-side: no
+    // conflict, and kubectl migrates the client-side manager's fields to itself.
+    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    assert_eq!(out.ok().trim(), "service/kubia serverside-applied");
+    // Now the same manager changes its own field freely.
     let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], KUBIA_SVC);
     assert_eq!(out.ok().trim(), "service/kubia serverside-applied");
     let svc = c.kubectl(&["get", "svc", "kubia", "-o", "json"]).json();
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     assert_eq!(svc["spec"]["clusterIP"].as_str(), Some(ip.as_str()), "the cluster IP survives apply");
+
+    // Another manager's field with another value is a conflict until forced.
+    c.kubectl(&["patch", "svc", "kubia", "-p", r#"{"spec":{"ports":[{"port":80,"targetPort":7070}]}}"#]).ok();
+    let err = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], KUBIA_SVC).err().to_string();
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .spec.ports[port=80,protocol="TCP"].targetPort"#),
+        "{err}"
+    );
+    let out = c.kubectl_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], KUBIA_SVC);
+    assert_eq!(out.ok().trim(), "service/kubia serverside-applied");
+    let svc = c.kubectl(&["get", "svc", "kubia", "-o", "json"]).json();
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
 }
 
 #[test]
 fn tls_secret_and_wide_listing_across_namespaces() {
     let c = cluster();
     let dir = tempfile_dir();
-    let key = dir.join("tls.key");
-    let cert = dir.join("tls.cert");
+    let key = dir.path().join("tls.key");
+    let cert = dir.path().join("tls.cert");
     let status = std::process::Command::new("openssl")
         .args([
             "req",
@@ -229,7 +247,7 @@ spec:
 
     // kubectl edit through a scripted editor that changes the port.
     let dir = tempfile_dir();
-    let editor = dir.join("editor.sh");
+    let editor = dir.path().join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/port: 80$/port: 81/' \"$1\"\n").expect("write editor");
     std::process::Command::new("chmod").arg("+x").arg(&editor).status().expect("chmod");
     let out = std::process::Command::new("kubectl")
@@ -304,12 +322,7 @@ fn oldest_and_newest_bundled_kubectl_work() {
     }
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "pier-e2e-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A temporary directory removed when the test ends.
+fn tempfile_dir() -> pier_testkit::tempfile::TempDir {
+    pier_testkit::tempfile::tempdir().expect("temp dir")
 }

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    pier_bench_apiserver::main()
+}
