@@ -2,7 +2,7 @@
 # Builds the release `pier` binary and the API server benchmark, runs the benchmark
 # (Pier against etcd in the same run) and prints the report.
 #
-#   bench/run.sh                 full run (a few minutes), table on stdout, JSON in bench/results/
+#   bench/run.sh                 full run (about a minute after the build), table on stdout, JSON in $CARGO_TARGET_DIR/bench-results/
 #   bench/run.sh --smoke         tiny run that only checks everything works (CI smoke check)
 #   bench/run.sh [ARGS...]       extra ARGS go to pier-bench-apiserver (see --help)
 #
@@ -41,7 +41,7 @@ if ((smoke)); then
     # timeout is a backstop.
     exec timeout --kill-after=5 120 "$bench" "${args[@]}" "$@"
 fi
-mkdir -p "$repo/bench/results"
-out="$repo/bench/results/apiserver-$(date -u +%Y%m%dT%H%M%SZ).json"
+mkdir -p "$CARGO_TARGET_DIR/bench-results"
+out="$CARGO_TARGET_DIR/bench-results/apiserver-$(date -u +%Y%m%dT%H%M%SZ).json"
 echo "[run.sh] load before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other builds on this machine make numbers noisy)" >&2
 timeout --kill-after=10 1800 "$bench" "${args[@]}" --json "$out" "$@"

@@ -4,8 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-pier_need_packages ca-certificates openssl iproute2 nftables
+pier_need_packages ca-certificates openssl iproute2 nftables curl protobuf-compiler etcd-server
 pier_check_kubectl
+# The target dir is shared between checkouts; binaries such as `debug/pier` land at a
+# fixed path that another checkout may have overwritten while this one's fingerprints
+# still say "fresh". Touching the binary's source makes cargo link it again from here.
+touch crates/pier/src/main.rs
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# Benchmarks run in CI only as smoke checks: they must run, their numbers are not judged.
+bench/run.sh --smoke

@@ -146,7 +146,7 @@ fn convert_input(res: &ResourceDef, obj: &mut Value) {
         return;
     }
     let Some(map) = obj.as_object_mut() else { return };
-    let Some(Value::Object(string_data)) = map.remove("stringData") else { return };
+    let Some(Value::Object(string_data)) = map.shift_remove("stringData") else { return };
     let data = map.entry("data").or_insert_with(|| Value::Object(serde_json::Map::new()));
     if !data.is_object() {
         *data = Value::Object(serde_json::Map::new());

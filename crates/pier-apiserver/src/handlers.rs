@@ -570,7 +570,7 @@ impl Api {
             )
             .map_err(|e| apply_error(res, e))?;
             let mut obj = applied.object;
-            meta::metadata_mut(&mut obj).remove("resourceVersion");
+            meta::metadata_mut(&mut obj).shift_remove("resourceVersion");
             applied.managed.write_to(&mut obj);
             let warnings = self.check_fields(res, &obj, query)?;
             check_body_namespace(res, ns, &obj)?;
@@ -807,8 +807,8 @@ fn list_body(res: &ResourceDef, items: Vec<Value>, rev: i64, continue_token: Opt
         .map(|mut o| {
             // Upstream's list items carry no kind or apiVersion of their own.
             if let Some(m) = o.as_object_mut() {
-                m.remove("kind");
-                m.remove("apiVersion");
+                m.shift_remove("kind");
+                m.shift_remove("apiVersion");
             }
             o
         })

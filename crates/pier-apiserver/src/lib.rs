@@ -67,6 +67,8 @@ pub struct RunningServer {
     pub api: Arc<handlers::Api>,
     stop: Vec<oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tasks that run until stopped (the namespace cache).
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -77,6 +79,9 @@ impl RunningServer {
         }
         for t in self.tasks.drain(..) {
             let _ = t.await;
+        }
+        for t in self.background.drain(..) {
+            t.abort();
         }
     }
 }
@@ -121,6 +126,7 @@ pub async fn start(config: Config, store: Arc<dyn pier_store::Store>) -> anyhow:
     let objects = Objects::new(store, admission);
     let url = format!("https://{addr}");
     let api = Arc::new(handlers::Api { objects, server_address: addr.to_string() });
+    let namespace_cache = api.objects.start_namespace_cache().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     bootstrap(&api.objects, &config, addr.port(), service_ip)
         .await
         .context("creating the cluster's built-in objects")?;
@@ -142,7 +148,17 @@ pub async fn start(config: Config, store: Arc<dyn pier_store::Store>) -> anyhow:
         });
         tasks.push(tokio::spawn(fut));
     }
-    Ok(RunningServer { addr, url, kubeconfig_path, kubeconfig, pki, api, stop, tasks })
+    Ok(RunningServer {
+        addr,
+        url,
+        kubeconfig_path,
+        kubeconfig,
+        pki,
+        api,
+        stop,
+        tasks,
+        background: vec![namespace_cache],
+    })
 }
 
 /// The objects every cluster has: the four namespaces and the `kubernetes` service

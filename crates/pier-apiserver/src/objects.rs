@@ -99,11 +99,58 @@ pub enum Change {
 pub struct Objects {
     store: Arc<dyn Store>,
     admission: Admission,
+    /// Whether each known namespace is terminating, kept from a store watch so a
+    /// create need not read the namespace from the store (a miss still reads it).
+    namespaces: Arc<std::sync::RwLock<std::collections::HashMap<String, bool>>>,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>, admission: Admission) -> Self {
-        Objects { store, admission }
+        Objects { store, admission, namespaces: Arc::default() }
+    }
+
+    /// Starts keeping the namespace cache from a watch of the namespaces. Until it has
+    /// an entry, or if it ever lags, creates read the namespace from the store, as
+    /// upstream's lifecycle admission falls back to a live read on a cache miss.
+    pub async fn start_namespace_cache(&self) -> ApiResult<tokio::task::JoinHandle<()>> {
+        let ns_res = pier_api::registry::find("", "namespaces")
+            .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
+        let listed = self.list(ns_res, None, &ListOptions::default()).await?;
+        {
+            let mut cache =
+                self.namespaces.write().map_err(|_| ApiError::internal("namespace cache poisoned"))?;
+            for ns in &listed.items {
+                if let Some(name) = meta::name(ns) {
+                    cache.insert(name.to_string(), meta::is_deleting(ns));
+                }
+            }
+        }
+        let mut events = self.store.watch(&prefix(ns_res, None), listed.revision).await?;
+        let cache = self.namespaces.clone();
+        Ok(tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                let Ok(mut cache) = cache.write() else { return };
+                match event {
+                    Ok(pier_store::Event::Put { kv, .. }) => match Self::decode(&kv) {
+                        Ok(ns) => {
+                            if let Some(name) = meta::name(&ns) {
+                                cache.insert(name.to_string(), meta::is_deleting(&ns));
+                            }
+                        }
+                        Err(_) => cache.clear(),
+                    },
+                    Ok(pier_store::Event::Delete { prev, .. }) => {
+                        let name = prev.key.rsplit('/').next().unwrap_or_default();
+                        cache.remove(name);
+                    }
+                    // A broken watch: forget everything so every create reads the store.
+                    Err(_) => {
+                        cache.clear();
+                        return;
+                    }
+                }
+            }
+        }))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -124,7 +171,7 @@ impl Objects {
     fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
         let mut stored = obj.clone();
         // The revision is the store's, never part of the stored bytes.
-        meta::metadata_mut(&mut stored).remove("resourceVersion");
+        meta::metadata_mut(&mut stored).shift_remove("resourceVersion");
         serde_json::to_vec(&stored).map_err(|e| ApiError::internal(format!("encoding: {e}")))
     }
 
@@ -268,11 +315,18 @@ impl Objects {
     async fn check_namespace_open(&self, res: &'static ResourceDef, ns: &str, name: &str) -> ApiResult<()> {
         let ns_res = pier_api::registry::find("", "namespaces")
             .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
-        match self.get_kv(ns_res, None, ns).await? {
+        let cached = self.namespaces.read().ok().and_then(|c| c.get(ns).copied());
+        let deleting = match cached {
+            Some(deleting) => Some(deleting),
+            None => match self.get_kv(ns_res, None, ns).await? {
+                None => None,
+                Some(kv) => Some(meta::is_deleting(&Self::decode(&kv)?)),
+            },
+        };
+        match deleting {
             None => Err(ApiError::not_found(ns_res, ns)),
-            Some(kv) => {
-                let nsobj = Self::decode(&kv)?;
-                if meta::is_deleting(&nsobj) {
+            Some(deleting) => {
+                if deleting {
                     let mut e = ApiError::forbidden(format!(
                         "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                         crate::status::qualified(res)
@@ -311,7 +365,7 @@ impl Objects {
                 if !allows_create_on_update(res) || part != Part::Main {
                     return Err(ApiError::not_found(res, name));
                 }
-                meta::metadata_mut(&mut desired).remove("resourceVersion");
+                meta::metadata_mut(&mut desired).shift_remove("resourceVersion");
                 let created = self.create(res, ns, desired, opts).await?;
                 return Ok((created, true));
             };
@@ -612,18 +666,18 @@ fn prepare_new_metadata(res: &ResourceDef, ns: Option<&str>, obj: &mut Value) {
             m.insert("namespace".into(), json!(ns));
         }
         _ => {
-            m.remove("namespace");
+            m.shift_remove("namespace");
         }
     }
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
-    m.remove("deletionTimestamp");
-    m.remove("deletionGracePeriodSeconds");
-    m.remove("selfLink");
+    m.shift_remove("deletionTimestamp");
+    m.shift_remove("deletionGracePeriodSeconds");
+    m.shift_remove("selfLink");
     if uses_generation(res) {
         m.insert("generation".into(), json!(1));
     } else {
-        m.remove("generation");
+        m.shift_remove("generation");
     }
 }
 
@@ -686,7 +740,7 @@ fn merge_part(res: &ResourceDef, part: Part, current: &Value, desired: Value) ->
                     Some(s) => next["status"] = s.clone(),
                     None => {
                         if let Some(o) = next.as_object_mut() {
-                            o.remove("status");
+                            o.shift_remove("status");
                         }
                     }
                 }
@@ -699,14 +753,14 @@ fn merge_part(res: &ResourceDef, part: Part, current: &Value, desired: Value) ->
                 Some(s) => next["status"] = s.clone(),
                 None => {
                     if let Some(o) = next.as_object_mut() {
-                        o.remove("status");
+                        o.shift_remove("status");
                     }
                 }
             }
             if let Some(rv) = meta::resource_version(&desired) {
                 meta::metadata_mut(&mut next).insert("resourceVersion".into(), json!(rv));
             } else {
-                meta::metadata_mut(&mut next).remove("resourceVersion");
+                meta::metadata_mut(&mut next).shift_remove("resourceVersion");
             }
             // The handler's record of who wrote this status (its `managedFields`).
             if let Some(managed) = desired.pointer("/metadata/managedFields") {
@@ -738,7 +792,7 @@ fn preserve_system_metadata(current: &Value, next: &mut Value) {
             }
         }
     }
-    m.remove("selfLink");
+    m.shift_remove("selfLink");
 }
 
 /// A new pod's status is upstream's `PrepareForCreate`: whatever the client sent is

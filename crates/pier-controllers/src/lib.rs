@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
+mod labels;
 pub mod namespace;
 pub mod replication;
 mod resources;

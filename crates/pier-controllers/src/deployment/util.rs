@@ -190,8 +190,7 @@ fn without_hash(t: &PodTemplateSpec) -> PodTemplateSpec {
 
 /// Whether a selector selects everything (no matchLabels, no matchExpressions).
 pub fn selector_is_empty(sel: &LabelSelector) -> bool {
-    sel.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && sel.match_expressions.as_ref().is_none_or(Vec::is_empty)
+    crate::labels::is_empty(sel)
 }
 
 /// `LabelSelectorAsSelector(...).Matches(labels)`.
@@ -199,28 +198,7 @@ pub fn selector_matches(
     sel: &LabelSelector,
     labels: Option<&BTreeMap<String, String>>,
 ) -> Result<bool, InvalidSpec> {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    for (k, v) in sel.match_labels.iter().flatten() {
-        if labels.get(k) != Some(v) {
-            return Ok(false);
-        }
-    }
-    for req in sel.match_expressions.iter().flatten() {
-        let actual = labels.get(&req.key);
-        let values = req.values.as_deref().unwrap_or_default();
-        let ok = match req.operator.as_str() {
-            "In" => actual.is_some_and(|a| values.contains(a)),
-            "NotIn" => actual.is_none_or(|a| !values.contains(a)),
-            "Exists" => actual.is_some(),
-            "DoesNotExist" => actual.is_none(),
-            other => return Err(InvalidSpec::SelectorOperator(other.to_string())),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    crate::labels::matches(sel, labels).map_err(|e| InvalidSpec::SelectorOperator(e.0))
 }
 
 // ---------------------------------------------------------------------------

@@ -37,10 +37,7 @@ impl Selector {
     pub fn is_empty(&self) -> bool {
         match self {
             Selector::Map(m) => m.is_empty(),
-            Selector::Label(s) => {
-                s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-                    && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
-            }
+            Selector::Label(s) => crate::labels::is_empty(s),
         }
     }
 
@@ -52,22 +49,8 @@ impl Selector {
         let labels = labels.unwrap_or(&empty);
         match self {
             Selector::Map(m) => m.iter().all(|(k, v)| labels.get(k) == Some(v)),
-            Selector::Label(s) => {
-                let by_labels = s.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
-                by_labels
-                    && s.match_expressions.iter().flatten().all(|e| {
-                        let values = e.values.as_deref().unwrap_or(&[]);
-                        let value = labels.get(&e.key);
-                        match e.operator.as_str() {
-                            "In" => value.is_some_and(|v| values.contains(v)),
-                            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                            "Exists" => value.is_some(),
-                            "DoesNotExist" => value.is_none(),
-                            // Validation rejects other operators; never match on one.
-                            _ => false,
-                        }
-                    })
-            }
+            // Validation rejects unknown operators; never match on one.
+            Selector::Label(s) => crate::labels::matches(s, Some(labels)).unwrap_or(false),
         }
     }
 }
