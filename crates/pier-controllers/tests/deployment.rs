@@ -407,9 +407,13 @@ async fn paused_deployments_scale_but_do_not_roll_out() {
     set_image(&client, "web", "luksa/kubia:v2").await;
     patch_deployment(&client, "web", json!({"spec": {"replicas": 4}})).await;
     wait_sizes(&client, "web", &[4]).await;
+    set_rs_status(&client, &old, 4, 4).await;
 
+    // Resumed, the rollout runs until the new pods' unavailability stops it: surge one
+    // (4+1), scale the old set down to the 3 that must stay available, surge again to
+    // 5, then wait. (The intermediate [4, 1] is too brief to assert on.)
     patch_deployment(&client, "web", json!({"spec": {"paused": false}})).await;
-    let rss = wait_sizes(&client, "web", &[4, 1]).await;
+    let rss = wait_sizes(&client, "web", &[3, 2]).await;
     assert_eq!(revision(&rss[1]), 2);
     let d = get_deployment(&client, "web").await;
     let reason = condition(&d, "Progressing").map(|c| c.1).unwrap_or_default();
