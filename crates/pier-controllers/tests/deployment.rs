@@ -3,39 +3,16 @@
 //! themselves, writing ReplicaSet status through the `status` subresource, so each
 //! rollout step can be checked; one runs it with the real ReplicaSet controller.
 
-use std::future::Future;
-use std::time::Duration;
-
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use pier_testkit::in_process::InProcess;
+use pier_testkit::in_process::{eventually, InProcess};
 use serde_json::{json, Value};
 
-const DEADLINE: Duration = Duration::from_secs(20);
 const REVISION: &str = "deployment.kubernetes.io/revision";
-
-/// Polls `check` until it returns `Ok`, failing the test at the deadline with the last
-/// thing it said.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("timed out waiting for {what}: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
 
 async fn start() -> (InProcess, Client) {
     let server = InProcess::start().await.expect("API server starts");

@@ -2,36 +2,12 @@
 //! an in-process API server. There is no node agent: pods get their IP and Ready
 //! condition through the `status` subresource, written by the tests.
 
-use std::future::Future;
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use pier_testkit::in_process::InProcess;
+use pier_testkit::in_process::{eventually, InProcess};
 use serde_json::{json, Value};
-
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Polls `check` until it returns `Ok`, failing the test at the deadline with the last
-/// thing it said.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("timed out waiting for {what}: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
 
 async fn start() -> (InProcess, Client) {
     let server = InProcess::start().await.expect("API server starts");

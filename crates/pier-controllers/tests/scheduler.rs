@@ -2,33 +2,12 @@
 //! objects the tests write themselves (there is no node agent).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use pier_testkit::in_process::InProcess;
+use pier_testkit::in_process::{eventually, InProcess};
 use serde_json::json;
-
-const DEADLINE: Duration = Duration::from_secs(15);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("timed out waiting for {what}: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
 
 async fn start() -> (InProcess, Client) {
     let server = InProcess::start().await.expect("API server starts");

@@ -35,3 +35,25 @@ pub async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
         .context("loading the kubeconfig")?;
     kube::Client::try_from(cfg).context("building the client")
 }
+
+/// How long [`eventually`] waits by default.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `check` every 20 ms until it returns `Ok`, failing the test at the deadline
+/// with the last thing it said (the async twin of [`crate::wait_for`]).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + DEFAULT_DEADLINE;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() > deadline => {
+                panic!("timed out after {DEFAULT_DEADLINE:?} waiting for {what}: {last}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
