@@ -130,9 +130,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 /// API server over HTTPS like any other client.
 async fn kube_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
     let parsed = kube::config::Kubeconfig::from_yaml(kubeconfig).context("parsing the kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
-        .await
-        .context("loading the kubeconfig")?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("loading the kubeconfig")?;
+    // The API server names field managers after the User-Agent's product, so the
+    // controllers' writes show in managedFields as upstream's do.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!(
+            "kube-controller-manager/v1.33.0 (linux) pier/",
+            env!("CARGO_PKG_VERSION")
+        )),
+    ));
     kube::Client::try_from(config).context("building the API client")
 }
 
