@@ -195,7 +195,7 @@ impl Api {
             (Verb::Get, Some("scale")) => {
                 let name = r.name.as_deref().unwrap_or_default();
                 let obj = self.objects.get(res, ns, name).await?;
-                Ok(respond_json(StatusCode::OK, &to_scale(res, &obj)))
+                Ok(respond_json(StatusCode::OK, &to_scale(&obj)))
             }
             (Verb::Get, Some(_)) => {
                 let name = r.name.as_deref().unwrap_or_default();
@@ -603,7 +603,7 @@ impl Api {
             .objects
             .update(res, ns, name, Part::Main, write, |current| {
                 let current = current.ok_or_else(|| ApiError::not_found(res, name))?;
-                let scale = change(&to_scale(res, current))?;
+                let scale = change(&to_scale(current))?;
                 if let Some(rv) = meta::resource_version(&scale) {
                     if Some(rv) != meta::resource_version(current) {
                         return Err(ApiError::conflict(res, name));
@@ -624,7 +624,7 @@ impl Api {
                 Ok(next)
             })
             .await?;
-        Ok(respond_json(StatusCode::OK, &to_scale(res, &obj)))
+        Ok(respond_json(StatusCode::OK, &to_scale(&obj)))
     }
 }
 
@@ -933,7 +933,7 @@ fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
 }
 
 /// The `autoscaling/v1` `Scale` view of an object with `spec.replicas`.
-fn to_scale(res: &ResourceDef, obj: &Value) -> Value {
+fn to_scale(obj: &Value) -> Value {
     let m = meta::metadata(obj).cloned().unwrap_or_default();
     let mut metadata = serde_json::Map::new();
     for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
@@ -954,7 +954,6 @@ fn to_scale(res: &ResourceDef, obj: &Value) -> Value {
             .unwrap_or_default(),
         _ => String::new(),
     };
-    let _ = res;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1169,9 +1168,8 @@ mod tests {
 
     #[test]
     fn scale_view_of_rc() {
-        let rc = pier_api::registry::find("", "replicationcontrollers").expect("rc");
         let obj = json!({"metadata": {"name": "kubia", "namespace": "default"}, "spec": {"replicas": 3, "selector": {"app": "kubia"}}, "status": {"replicas": 2}});
-        let s = to_scale(rc, &obj);
+        let s = to_scale(&obj);
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["selector"], "app=kubia");
     }

@@ -469,7 +469,7 @@ impl Objects {
                 _ => {}
             }
             let grace = self.grace_period(res, &current, opts);
-            let pending = !finalizers.is_empty() || grace > 0 || namespace_pending_on_delete(res, &current);
+            let pending = !finalizers.is_empty() || grace > 0 || namespace_pending(res, &current);
             if pending {
                 if !meta::is_deleting(&next) || !finalizers.is_empty() {
                     let m = meta::metadata_mut(&mut next);
@@ -871,10 +871,6 @@ fn waits_for_node(res: &ResourceDef, obj: &Value) -> bool {
 fn namespace_pending(res: &ResourceDef, obj: &Value) -> bool {
     res.plural == "namespaces"
         && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
-}
-
-fn namespace_pending_on_delete(res: &ResourceDef, obj: &Value) -> bool {
-    namespace_pending(res, obj)
 }
 
 /// Kinds upstream lets `PUT` create (used by controllers that write blindly).

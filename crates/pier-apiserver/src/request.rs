@@ -53,10 +53,6 @@ pub enum DiscoveryPath {
     GroupVersion(String, String),
 }
 
-/// Where a resource path names a resource the registry does not know.
-#[derive(Debug)]
-pub struct UnknownResource;
-
 /// Query parameters, decoded. kube-rs sends odd forms such as a leading `&`; empty
 /// pairs are skipped rather than rejected.
 #[derive(Debug, Default, Clone)]

@@ -493,3 +493,13 @@ pub fn require_root() {
         Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     assert_eq!(uid.as_deref().ok(), Some("0"), "end-to-end tests must run as root");
 }
+
+/// Starts `pier up` from the calling test crate's `pier` binary (which only a test of
+/// the `pier` package can name, hence a macro), after checking for root.
+#[macro_export]
+macro_rules! start_cluster {
+    () => {{
+        $crate::require_root();
+        $crate::Cluster::start(::std::path::Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    }};
+}

@@ -2,13 +2,10 @@
 //! for bodies kubectl will not send, curl with the admin certificate) shows them, and
 //! nothing half-written reaches the store.
 
-use std::path::Path;
-
-use pier_testkit::{require_root, Cluster, CurlOutput};
+use pier_testkit::{Cluster, CurlOutput};
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";

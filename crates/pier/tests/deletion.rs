@@ -7,16 +7,14 @@
 //! through a non-controller ownerReference only, which is all the garbage collector
 //! looks at.
 
-use std::path::Path;
 use std::time::Duration;
 
-use pier_testkit::{require_root, table_rows, wait_for, Cluster};
+use pier_testkit::{table_rows, wait_for, Cluster};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
 const RC: &str = r#"

@@ -7,11 +7,10 @@
 //! removed at once, as a kubelet would after stopping them.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pier_testkit::{require_root, table_rows, wait_for, Cluster};
+use pier_testkit::{table_rows, wait_for, Cluster};
 
 const ROLLOUT: Duration = Duration::from_secs(60);
 
@@ -25,8 +24,7 @@ metadata:
 "#;
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
 /// The stand-in kubelet; stopped (its kubectl watch killed, by handle) on drop.

@@ -6,30 +6,17 @@
 //! `kubectl patch --subresource=status`. These are API objects only; no traffic is
 //! sent anywhere.
 
-use std::path::Path;
 use std::time::Duration;
 
-use pier_testkit::{require_root, table_rows, wait_for, Cluster};
+use pier_testkit::{table_rows, wait_for, Cluster};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
-const KUBIA_SVC: &str = r#"
-apiVersion: v1
-kind: Service
-metadata:
-  name: kubia
-spec:
-  ports:
-  - port: 80
-    targetPort: 8080
-  selector:
-    app: kubia
-"#;
+const KUBIA_SVC: &str = include_str!("../../../examples/kubia-svc.yaml");
 
 /// A kubia pod already bound to a node, so no scheduler is involved.
 fn kubia_pod(name: &str) -> String {

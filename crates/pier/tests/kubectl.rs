@@ -4,28 +4,15 @@
 //! errors, restarts.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::time::Duration;
 
-use pier_testkit::{kubectl_version, require_root, table_rows, wait_for, Cluster};
+use pier_testkit::{kubectl_version, table_rows, wait_for, Cluster};
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
-const KUBIA_SVC: &str = r#"
-apiVersion: v1
-kind: Service
-metadata:
-  name: kubia
-spec:
-  ports:
-  - port: 80
-    targetPort: 8080
-  selector:
-    app: kubia
-"#;
+const KUBIA_SVC: &str = include_str!("../../../examples/kubia-svc.yaml");
 
 #[test]
 fn builtin_namespaces_and_kubernetes_service() {
@@ -184,26 +171,7 @@ fn get_pods_watch_prints_changes_as_they_happen() {
 #[test]
 fn labels_annotations_scale_expose_edit_and_output_formats() {
     let c = cluster();
-    let rc = r#"
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: kubia-rc
-spec:
-  replicas: 3
-  selector:
-    app: kubia-rc
-  template:
-    metadata:
-      labels:
-        app: kubia-rc
-    spec:
-      containers:
-      - name: kubia
-        image: luksa/kubia
-        ports:
-        - containerPort: 8080
-"#;
+    let rc = include_str!("../../../examples/kubia-rc.yaml");
     assert_eq!(
         c.kubectl_stdin(&["apply", "-f", "-"], rc).ok().trim(),
         "replicationcontroller/kubia-rc created"

@@ -2,27 +2,15 @@
 //! `kubectl` (the dispatcher on PATH) and with the oldest and newest bundled clients
 //! (`kubectl.1.27`, `kubectl.1.33`), each against its own fresh cluster.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use pier_testkit::{kubectl_version, require_root, table_rows, Cluster};
+use pier_testkit::{kubectl_version, table_rows};
 
-const KUBIA_SVC: &str = r#"
-apiVersion: v1
-kind: Service
-metadata:
-  name: kubia
-spec:
-  ports:
-  - port: 80
-    targetPort: 8080
-  selector:
-    app: kubia
-"#;
+const KUBIA_SVC: &str = include_str!("../../../examples/kubia-svc.yaml");
 
 /// `minor` is the client's minor version when it is pinned.
 fn story(kubectl: PathBuf, minor: Option<u32>) {
-    require_root();
-    let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts");
+    let mut c = pier_testkit::start_cluster!();
     c.kubectl = kubectl;
     let who = c.kubectl.display().to_string();
 

@@ -2,14 +2,11 @@
 //! commands; every one of them must work against Pier. (kubectl 1.27-1.31 send JSON
 //! for the same commands, which the other suites cover.)
 
-use std::path::Path;
-
-use pier_testkit::{kubectl_version, require_root, Cluster};
+use pier_testkit::kubectl_version;
 
 #[test]
 fn typed_create_commands_send_protobuf_and_work() {
-    require_root();
-    let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts");
+    let mut c = pier_testkit::start_cluster!();
     c.kubectl = kubectl_version(33);
     let cases: &[(&[&str], &str)] = &[
         (&["create", "namespace", "shop"], "namespace/shop created"),

@@ -3,33 +3,13 @@
 //! A Node object (written with kubectl; there is no node agent yet) lets the
 //! scheduler bind the pods.
 
-use std::path::Path;
 use std::time::Duration;
 
-use pier_testkit::{require_root, table_rows, wait_for, Cluster};
+use pier_testkit::{table_rows, wait_for, Cluster};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-const KUBIA_RC: &str = r#"
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: kubia-rc
-spec:
-  replicas: 3
-  selector:
-    app: kubia-rc
-  template:
-    metadata:
-      labels:
-        app: kubia-rc
-    spec:
-      containers:
-      - name: kubia
-        image: luksa/kubia
-        ports:
-        - containerPort: 8080
-"#;
+const KUBIA_RC: &str = include_str!("../../../examples/kubia-rc.yaml");
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -41,8 +21,7 @@ metadata:
 "#;
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
 /// The rows of `kubectl get pods -l app=kubia-rc` that are not terminating.

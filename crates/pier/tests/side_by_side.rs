@@ -2,13 +2,11 @@
 //! port of its own choosing, are independent, and both stop cleanly.
 
 use std::net::TcpStream;
-use std::path::Path;
 
-use pier_testkit::{require_root, Cluster};
+use pier_testkit::Cluster;
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
 #[test]

@@ -1,23 +1,21 @@
 //! End-to-end: `kubectl get -w` prints changes as they happen, with and without
 //! `--output-watch-events`, and keeps watching across the server's bookmarks.
 
-use std::path::Path;
 use std::time::Duration;
 
-use pier_testkit::{require_root, Cluster};
+use pier_testkit::Cluster;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn cluster() -> Cluster {
-    require_root();
-    Cluster::start(Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    pier_testkit::start_cluster!()
 }
 
 fn cells(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-const KUBIA_SVC: &str = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"kubia"},"spec":{"ports":[{"port":80,"targetPort":8080}],"selector":{"app":"kubia"}}}"#;
+const KUBIA_SVC: &str = include_str!("../../../examples/kubia-svc.yaml");
 
 #[test]
 fn get_svc_watch_prints_additions_and_changes() {
