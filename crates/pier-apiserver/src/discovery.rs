@@ -81,6 +81,9 @@ pub fn api_group(group: &str) -> Option<Value> {
 fn subresource_kind(res: &ResourceDef, sub: &str) -> (String, String, String) {
     match sub {
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
+        "attach" => ("".into(), "v1".into(), "PodAttachOptions".into()),
+        "exec" => ("".into(), "v1".into(), "PodExecOptions".into()),
+        "portforward" => ("".into(), "v1".into(), "PodPortForwardOptions".into()),
         _ => (res.group.to_string(), res.version.to_string(), res.kind.to_string()),
     }
 }
@@ -88,6 +91,8 @@ fn subresource_kind(res: &ResourceDef, sub: &str) -> (String, String, String) {
 fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "finalize" => vec!["update"],
+        "attach" | "exec" | "portforward" => vec!["create", "get"],
+        "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -96,6 +101,11 @@ fn all_subresources(res: &ResourceDef) -> Vec<&'static str> {
     let mut subs: Vec<&'static str> = res.subresources.to_vec();
     if res.plural == "namespaces" {
         subs.push("finalize");
+    }
+    // Served by the node proxy; upstream lists a resource's subresources by name.
+    if res.group.is_empty() && res.plural == "pods" {
+        subs.extend(["attach", "exec", "log", "portforward"]);
+        subs.sort_unstable();
     }
     subs
 }
@@ -262,5 +272,12 @@ mod tests {
         assert!(names.contains(&"services/status"));
         assert!(names.contains(&"replicationcontrollers/scale"));
         assert!(names.contains(&"namespaces/finalize"));
+        let pod_subs: Vec<&str> = names.iter().copied().filter(|n| n.starts_with("pods/")).collect();
+        assert_eq!(pod_subs, ["pods/attach", "pods/exec", "pods/log", "pods/portforward", "pods/status"]);
+        let exec = list["resources"].as_array().and_then(|r| r.iter().find(|r| r["name"] == "pods/exec"));
+        assert_eq!(
+            exec.map(|e| (e["kind"].clone(), e["verbs"].clone())),
+            Some((json!("PodExecOptions"), json!(["create", "get"])))
+        );
     }
 }

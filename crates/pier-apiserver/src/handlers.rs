@@ -30,6 +30,8 @@ pub struct Api {
     pub objects: Objects,
     /// How clients reach this server, for `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
+    /// How `pods/exec`, `pods/log` and the like reach nodes.
+    pub nodes: crate::node_proxy::NodeDialer,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -61,9 +63,15 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
 
 impl Api {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let query = Query::parse(req.uri().query());
+        let target = request::route(req.method(), req.uri().path(), &query);
+        if let Target::Resource(r) = &target {
+            // These need the whole request: its body may become a stream, its connection an upgrade.
+            if crate::node_proxy::is_node_subresource(r) {
+                return crate::node_proxy::serve(&self, r, req).await;
+            }
+        }
         let (parts, body) = req.into_parts();
-        let query = Query::parse(parts.uri.query());
-        let target = request::route(&parts.method, parts.uri.path(), &query);
         let accept = header_str(&parts.headers, header::ACCEPT).to_string();
         let result = match target {
             Target::Version => Ok(respond_json(StatusCode::OK, &discovery::version())),

@@ -5,11 +5,13 @@
 //! - [`objects::Objects`] is the generic registry (CRUD, list, watch) behind every resource.
 //! - [`handlers::Api`] maps HTTP to it: discovery, OpenAPI, tables, patches, subresources.
 //! - [`pki`] makes the cluster CA, the serving certificate and the admin kubeconfig.
+//! - [`node_proxy`] forwards `pods/exec`, `attach`, `portforward` and `log` to nodes.
 
 pub mod admission;
 pub mod discovery;
 pub mod handlers;
 pub mod meta;
+pub mod node_proxy;
 pub mod objects;
 pub mod pki;
 pub mod request;
@@ -125,7 +127,8 @@ pub async fn start(config: Config, store: Arc<dyn pier_store::Store>) -> anyhow:
     let admission = admission::Admission::new(allocator);
     let objects = Objects::new(store, admission);
     let url = format!("https://{addr}");
-    let api = Arc::new(handlers::Api { objects, server_address: addr.to_string() });
+    let nodes = node_proxy::NodeDialer::new(&pki).context("configuring the client for nodes")?;
+    let api = Arc::new(handlers::Api { objects, server_address: addr.to_string(), nodes });
     let namespace_cache = api.objects.start_namespace_cache().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     bootstrap(&api.objects, &config, addr.port(), service_ip)
         .await

@@ -28,13 +28,13 @@ pub enum ServeError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ServeError> {
+pub(crate) fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ServeError> {
     rustls_pemfile::certs(&mut pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ServeError::Pem { what })
 }
 
-fn key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, ServeError> {
+pub(crate) fn key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, ServeError> {
     rustls_pemfile::private_key(&mut pem.as_bytes()).ok().flatten().ok_or(ServeError::Pem { what })
 }
 

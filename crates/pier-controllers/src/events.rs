@@ -28,11 +28,18 @@ impl EventType {
 pub struct Recorder {
     client: Client,
     component: String,
+    host: Option<String>,
 }
 
 impl Recorder {
     pub fn new(client: Client, component: &str) -> Self {
-        Recorder { client, component: component.to_string() }
+        Recorder { client, component: component.to_string(), host: None }
+    }
+
+    /// The same recorder, naming the node it runs on (as the kubelet's events do).
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_string());
+        self
     }
 
     /// Records an event about `regarding`. Failures are logged, never returned: an
@@ -48,13 +55,13 @@ impl Recorder {
             reason: Some(reason.to_string()),
             message: Some(message.to_string()),
             type_: Some(kind.as_str().to_string()),
-            source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+            source: Some(EventSource { component: Some(self.component.clone()), host: self.host.clone() }),
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             event_time: Some(MicroTime(now)),
             count: Some(1),
             reporting_component: Some(self.component.clone()),
-            reporting_instance: Some(self.component.clone()),
+            reporting_instance: Some(self.host.clone().unwrap_or_else(|| self.component.clone())),
             action: None,
             related: None,
             series: None,

@@ -35,14 +35,17 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // relaxed only in `spawn`, for the pre_exec hook
+#![deny(unsafe_code)] // relaxed only in `spawn` and `join` (pre_exec hooks) and `pty` (ioctls)
 
 pub mod apply;
 pub mod dns;
 pub mod ipam;
+pub mod join;
 pub mod names;
 pub mod netlink;
+pub mod node;
 pub mod plan;
+pub mod pty;
 pub mod rootfs;
 pub mod spawn;
 
@@ -51,8 +54,10 @@ pub use apply::{
 };
 pub use dns::{hostname_file, hosts_file, pod_resolv_conf, ClusterDns, DnsPolicy, PodDnsConfig, ResolvConf};
 pub use ipam::{IpamError, PodIpAllocator};
+pub use join::{spawn_in, spawn_in_tokio, spawn_in_tty, ExecError};
 pub use names::{IfName, Ipv4Cidr, NameError, NetnsName};
 pub use netlink::NetlinkApplier;
 pub use plan::{NetOp, Netns, NodeNetwork, PlanError, PodNetwork, Underlay};
+pub use pty::{Pty, PtyError, PtyResizer, WinSize};
 pub use rootfs::{GeneratedFiles, MountOp, RootfsError, RootfsPlan};
-pub use spawn::{spawn, ContainerCommand, SandboxSpec, SpawnError};
+pub use spawn::{spawn, spawn_tokio, ContainerCommand, SandboxSpec, SpawnError};

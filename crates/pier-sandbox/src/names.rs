@@ -231,7 +231,7 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// Ten hex digits (40 bits) of the hash of `key`: short enough for `veth` + 10 = 14
 /// bytes, long enough that collisions among a node's pods are negligible.
-pub(crate) fn short_hash(key: &str) -> String {
+pub fn short_hash(key: &str) -> String {
     format!("{:010x}", fnv1a64(key.as_bytes()) & 0xff_ffff_ffff)
 }
 

@@ -237,6 +237,14 @@ impl NetApplier for NetlinkApplier {
                 let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(*via).output_interface(idx).build();
                 h.route().add(msg).execute().await.map_err(OpError::Netlink)
             }
+            NetOp::AddRoute { ns, dst, via } => {
+                let h = connect(ns)?;
+                let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(dst.addr(), dst.prefix())
+                    .gateway(*via)
+                    .build();
+                h.route().add(msg).execute().await.map_err(OpError::Netlink)
+            }
             NetOp::SetMaster { ns, dev, master } => {
                 let h = connect(ns)?;
                 let idx = need_index(&h, ns, dev).await?;

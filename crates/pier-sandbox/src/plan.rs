@@ -136,6 +136,16 @@ pub enum NetOp {
         /// Outgoing link.
         dev: IfName,
     },
+    /// Add an IPv4 route to `dst` through gateway `via` (e.g. another node's pod
+    /// CIDR through that node's underlay address).
+    AddRoute {
+        /// Where.
+        ns: Netns,
+        /// Destination network.
+        dst: Ipv4Cidr,
+        /// Gateway.
+        via: Ipv4Addr,
+    },
     /// Attach a link to a bridge.
     SetMaster {
         /// Where.
@@ -215,6 +225,7 @@ impl fmt::Display for NetOp {
             NetOp::AddDefaultRoute { ns, via, dev } => {
                 write!(f, "{} route add default via {via} dev {dev}", ns.ip_prefix())
             }
+            NetOp::AddRoute { ns, dst, via } => write!(f, "{} route add {dst} via {via}", ns.ip_prefix()),
             NetOp::SetMaster { ns, dev, master } => {
                 write!(f, "{} link set {dev} master {master}", ns.ip_prefix())
             }

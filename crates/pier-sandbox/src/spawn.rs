@@ -139,6 +139,7 @@ pub enum SpawnError {
 /// A step in the child, with every argument already a C string.
 #[derive(Debug)]
 enum Step {
+    Setsid,
     Setns,
     Unshare,
     Hostname,
@@ -170,8 +171,12 @@ fn cpath(p: &Path) -> Result<CString, SpawnError> {
 }
 
 fn prepare_steps(spec: &SandboxSpec, working_dir: &Path) -> Result<(Vec<Step>, Vec<String>), SpawnError> {
-    let mut steps = vec![Step::Setns, Step::Unshare, Step::Hostname];
+    // A session (and process group) of its own: the container's processes can be
+    // signalled together, as a PID namespace's would be, and a TTY can become its
+    // controlling terminal.
+    let mut steps = vec![Step::Setsid, Step::Setns, Step::Unshare, Step::Hostname];
     let mut names = vec![
+        "setsid".to_string(),
         format!("setns {}", netns_path(&spec.netns).display()),
         "unshare mount, uts, ipc namespaces".to_string(),
         format!("hostname {}", spec.hostname),
@@ -212,6 +217,7 @@ fn prepare_steps(spec: &SandboxSpec, working_dir: &Path) -> Result<(Vec<Step>, V
 /// Runs one step. Async-signal-safe: only system calls on prepared arguments.
 fn run_step(step: &Step, netns: &OwnedFd, hostname: &OsStr) -> Result<(), Errno> {
     match step {
+        Step::Setsid => nix::unistd::setsid().map(drop),
         Step::Setns => setns(netns, CloneFlags::CLONE_NEWNET),
         Step::Unshare => {
             unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
@@ -265,6 +271,22 @@ fn run_step(step: &Step, netns: &OwnedFd, hostname: &OsStr) -> Result<(), Errno>
 /// [`SpawnError::Step`] names the sandbox step that failed; [`SpawnError::Exec`] is
 /// a failed `exec` (program missing inside the root, not executable).
 pub fn spawn(spec: &SandboxSpec, cmd: ContainerCommand) -> Result<Child, SpawnError> {
+    spawn_with(spec, cmd, |mut command| command.spawn())
+}
+
+/// [`spawn`], with the child made by tokio so the caller can await its exit and read
+/// its pipes asynchronously. Must be called inside a tokio runtime.
+pub fn spawn_tokio(spec: &SandboxSpec, cmd: ContainerCommand) -> Result<tokio::process::Child, SpawnError> {
+    spawn_with(spec, cmd, |command| tokio::process::Command::from(command).spawn())
+}
+
+/// Prepares the command and hands it to `start`, which must spawn it and drop it (and
+/// with it the hook's copy of the error pipe) before returning.
+fn spawn_with<T>(
+    spec: &SandboxSpec,
+    cmd: ContainerCommand,
+    start: impl FnOnce(Command) -> io::Result<T>,
+) -> Result<T, SpawnError> {
     let Some(program) = cmd.argv.first().cloned() else {
         return Err(SpawnError::EmptyCommand);
     };
@@ -310,10 +332,10 @@ pub fn spawn(spec: &SandboxSpec, cmd: ContainerCommand) -> Result<Child, SpawnEr
     unsafe {
         command.pre_exec(hook);
     }
-    let spawned = command.spawn();
-    // Drop the hook, and with it the parent's copy of the pipe's write end, so the
-    // read below sees EOF once the child has exec'd or exited.
-    drop(command);
+    // `start` consumes the command: that drops the hook, and with it the parent's copy
+    // of the pipe's write end, so the read below sees EOF once the child has exec'd or
+    // exited.
+    let spawned = start(command);
     match spawned {
         Ok(child) => Ok(child),
         Err(source) => {

@@ -23,6 +23,26 @@ pub struct Cluster {
     bin: PathBuf,
     /// Which kubectl to run: the dispatcher on PATH or a bundled version.
     pub kubectl: PathBuf,
+    /// Extra `pier up` arguments (nodes, underlay, cluster name).
+    up_args: Vec<String>,
+}
+
+/// A free underlay subnet and cluster name for a test cluster with nodes: the third
+/// octet of `172.31.X.0/24` is picked so no bridge of that name exists yet, starting
+/// from an offset derived from the PID (test binaries run one after another; threads
+/// of one binary share the counter).
+fn pick_underlay() -> (String, String) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() % 200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let x = (base + n * 7) % 250 + 1;
+        let name = format!("pier-t{x}");
+        if !Path::new("/sys/class/net").join(&name).exists() {
+            return (name, format!("172.31.{x}.0/24"));
+        }
+    }
 }
 
 /// Where the `kubectl` package keeps its bundled clients.
@@ -37,6 +57,27 @@ impl Cluster {
     /// Starts `pier up` on a free port in a new temporary data directory and waits
     /// until it prints its address.
     pub fn start(bin: &Path) -> anyhow::Result<Cluster> {
+        Self::start_with(bin, vec!["--nodes".into(), "0".into()])
+    }
+
+    /// Starts a cluster with `nodes` real nodes (root: namespaces, bridge), on an
+    /// underlay and cluster name no other running cluster uses.
+    pub fn start_with_nodes(bin: &Path, nodes: u32) -> anyhow::Result<Cluster> {
+        let (name, underlay) = pick_underlay();
+        Self::start_with(
+            bin,
+            vec![
+                "--nodes".into(),
+                nodes.to_string(),
+                "--cluster-name".into(),
+                name,
+                "--underlay".into(),
+                underlay,
+            ],
+        )
+    }
+
+    fn start_with(bin: &Path, up_args: Vec<String>) -> anyhow::Result<Cluster> {
         let data_dir =
             tempfile::Builder::new().prefix("pier-test-").tempdir().context("making the data dir")?;
         let mut c = Cluster {
@@ -46,6 +87,7 @@ impl Cluster {
             kubeconfig: PathBuf::new(),
             bin: bin.to_path_buf(),
             kubectl: PathBuf::from("kubectl"),
+            up_args,
         };
         c.launch()?;
         Ok(c)
@@ -55,6 +97,7 @@ impl Cluster {
         let mut child = Command::new(&self.bin)
             .args(["up", "--api-port", "0", "--data-dir"])
             .arg(self.data_dir.path())
+            .args(&self.up_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

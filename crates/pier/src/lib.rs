@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+mod nodes;
 use clap::{Parser, Subcommand};
+use nodes::ClusterNetwork;
 
 #[derive(Parser, Debug)]
 #[command(name = "pier", version, about = "Kubernetes Services, real and fast, in one binary")]
@@ -22,6 +25,49 @@ struct Cli {
 enum Command {
     /// Run a single-machine cluster in the foreground.
     Up(UpArgs),
+    /// Run a node agent (started by `pier up` inside the node's namespaces).
+    #[command(hide = true)]
+    Node(NodeArgs),
+    /// The node supervisor `pier up` starts in a node's namespaces: runs the reaper
+    /// and `pier node`.
+    #[command(hide = true)]
+    NodeInit(NodeArgs),
+    /// Init of a node's PID namespace (started by `pier node-init`).
+    #[command(hide = true)]
+    NodeReaper,
+    /// A built-in program the image table maps images to (e.g. `kubia` for luksa/kubia).
+    #[command(hide = true)]
+    App {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct NodeArgs {
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[arg(long)]
+    node_ip: std::net::Ipv4Addr,
+    #[arg(long)]
+    pod_cidr: String,
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Host paths hidden inside pods.
+    #[arg(long)]
+    mask: Vec<PathBuf>,
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Where `images.yaml` may extend the image table.
+    #[arg(long, default_value = "/var/lib/pier")]
+    images_dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +87,16 @@ struct UpArgs {
     /// NodePort range, as `first-last`.
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
+    /// How many nodes to run, each in its own network namespace (0: API server and
+    /// controllers only).
+    #[arg(long, default_value_t = 1)]
+    nodes: u32,
+    /// The nodes' underlay network; its first address goes on the cluster's bridge.
+    #[arg(long, default_value = "172.30.0.0/24")]
+    underlay: String,
+    /// Pod addresses; each node gets a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pod_cidr: String,
 }
 
 /// Runs the command line and turns its outcome into an exit code.
@@ -53,6 +109,15 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if matches!(cli.command, Command::NodeReaper) {
+        pier_sandbox::node::run_reaper();
+    }
+    if let Command::App { name, args } = &cli.command {
+        return pier_apps::run(name, args);
+    }
+    if let Command::NodeInit(args) = &cli.command {
+        return node_init(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -62,6 +127,8 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Up(args) => runtime.block_on(up(args)),
+        Command::Node(args) => runtime.block_on(node(args)),
+        Command::NodeReaper | Command::NodeInit(_) | Command::App { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,13 +165,42 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().context("resolving the data directory")?;
+    let cluster_name = args.cluster_name.clone().unwrap_or_else(|| derive_cluster_name(&data_dir));
+    let applier = pier_sandbox::NetlinkApplier::new();
+    let network = if args.nodes > 0 {
+        ClusterNetwork::cleanup_stale(&data_dir, &applier).await?;
+        let underlay = args.underlay.parse().with_context(|| format!("--underlay {}", args.underlay))?;
+        let pods = args.pod_cidr.parse().with_context(|| format!("--pod-cidr {}", args.pod_cidr))?;
+        let net = ClusterNetwork::plan(&cluster_name, underlay, pods, args.nodes)?;
+        net.setup(&data_dir, &applier).await?;
+        Some(net)
+    } else {
+        None
+    };
+    let result = run_cluster(&args, &data_dir, cluster_name, network.as_ref()).await;
+    if let Some(net) = &network {
+        net.teardown(&data_dir, &applier).await;
+    }
+    result
+}
+
+async fn run_cluster(
+    args: &UpArgs,
+    data_dir: &std::path::Path,
+    cluster_name: String,
+    network: Option<&ClusterNetwork>,
+) -> anyhow::Result<()> {
     let store = pier_store::SqliteStore::open(data_dir.join("pier.db"))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let store: Arc<dyn pier_store::Store> = Arc::new(store);
-    let mut config = pier_apiserver::Config::new(data_dir.clone(), args.api_port);
-    config.cluster_name = args.cluster_name.unwrap_or_else(|| derive_cluster_name(&data_dir));
-    config.service_cidr = args.service_cidr;
+    let mut config = pier_apiserver::Config::new(data_dir.to_path_buf(), args.api_port);
+    config.cluster_name = cluster_name.clone();
+    config.service_cidr = args.service_cidr.clone();
     config.node_port_range = parse_range(&args.node_port_range)?;
+    if let Some(net) = network {
+        config.extra_listen.push(nodes::underlay_listen(net));
+        config.advertise_address = std::net::IpAddr::V4(net.bridge_ip());
+    }
     let listen: SocketAddr = config.listen;
     let server = pier_apiserver::start(config, store)
         .await
@@ -114,21 +210,124 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let controllers = tokio::spawn(pier_controllers::run(client, async move {
         let _ = controllers_stopped.await;
     }));
+    let mut node_children = Vec::new();
+    let started =
+        start_nodes(&server, data_dir, &cluster_name, &args.service_cidr, network, &mut node_children);
+    if let Err(e) = started {
+        for c in &mut node_children {
+            nodes::stop_node(c, std::time::Duration::from_secs(5)).await;
+        }
+        let _ = stop_controllers.send(());
+        server.shutdown().await;
+        return Err(e);
+    }
     println!("Pier is up: API server at {}", server.url);
     println!("Point kubectl at it with:");
     println!("  export KUBECONFIG={}", server.kubeconfig_path.display());
     println!("  kubectl get ns");
     wait_for_signal().await?;
     tracing::info!("stopping");
+    for c in &mut node_children {
+        nodes::stop_node(c, std::time::Duration::from_secs(10)).await;
+    }
     let _ = stop_controllers.send(());
     let _ = controllers.await;
     server.shutdown().await;
     Ok(())
 }
 
+fn start_nodes(
+    server: &pier_apiserver::RunningServer,
+    data_dir: &std::path::Path,
+    cluster_name: &str,
+    service_cidr: &str,
+    network: Option<&ClusterNetwork>,
+    children: &mut Vec<tokio::process::Child>,
+) -> anyhow::Result<()> {
+    let Some(net) = network else { return Ok(()) };
+    let cluster_dns = pier_admission::nth_ip(service_cidr, 10)
+        .map_err(|e| anyhow::anyhow!("service CIDR {service_cidr}: {e}"))?;
+    let api_url = format!("https://{}:{}", net.bridge_ip(), server.addr.port());
+    for plan in &net.nodes {
+        let dir = data_dir.join("nodes").join(&plan.name);
+        let kubeconfig = nodes::write_node_files(&server.pki, &dir, plan, &api_url, cluster_name)?;
+        let launch = nodes::NodeLaunch {
+            plan: plan.clone(),
+            dir,
+            kubeconfig,
+            cluster_dns,
+            data_dir: data_dir.to_path_buf(),
+        };
+        children.push(nodes::spawn_node(&launch)?);
+    }
+    Ok(())
+}
+
+/// `pier node-init`: starts the reaper and `pier node` with the same arguments.
+fn node_init(args: &NodeArgs) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: finding the pier executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut reaper = std::process::Command::new(&exe);
+    reaper.arg("node-reaper");
+    let mut agent = std::process::Command::new(&exe);
+    agent.arg("node").args(std::env::args_os().skip(2));
+    let _ = args;
+    match pier_sandbox::node::run_node_init(reaper, agent) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: supervising the node agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pier node`: the node agent, inside the namespaces `pier up` made for it.
+async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    pier_sandbox::node::mount_own_proc()?;
+    let kubeconfig = std::fs::read_to_string(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let client = client_from_kubeconfig(
+        &kubeconfig,
+        concat!("kubelet/v1.33.0 (linux/amd64) pier/", env!("CARGO_PKG_VERSION")),
+    )
+    .await?;
+    let config = pier_node::NodeConfig {
+        name: args.name,
+        dir: args.dir,
+        node_ip: args.node_ip,
+        pod_cidr: args.pod_cidr.parse().with_context(|| format!("--pod-cidr {}", args.pod_cidr))?,
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain,
+        masked: args.mask,
+        kubelet_port: args.kubelet_port,
+        max_pods: 110,
+        self_exe: std::env::current_exe().context("finding the pier executable")?,
+        images_dir: args.images_dir,
+    };
+    pier_node::run(client, config, async {
+        let _ = wait_for_signal().await;
+    })
+    .await
+}
+
 /// A client for the in-process components, from the admin kubeconfig: they reach the
 /// API server over HTTPS like any other client.
 async fn kube_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    client_from_kubeconfig(
+        kubeconfig,
+        concat!("kube-controller-manager/v1.33.0 (linux) pier/", env!("CARGO_PKG_VERSION")),
+    )
+    .await
+}
+
+/// A client from a kubeconfig, identifying as `user_agent`.
+async fn client_from_kubeconfig(kubeconfig: &str, user_agent: &'static str) -> anyhow::Result<kube::Client> {
     let parsed = kube::config::Kubeconfig::from_yaml(kubeconfig).context("parsing the kubeconfig")?;
     let mut config =
         kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
@@ -136,13 +335,7 @@ async fn kube_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
             .context("loading the kubeconfig")?;
     // The API server names field managers after the User-Agent's product, so the
     // controllers' writes show in managedFields as upstream's do.
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(concat!(
-            "kube-controller-manager/v1.33.0 (linux) pier/",
-            env!("CARGO_PKG_VERSION")
-        )),
-    ));
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(user_agent)));
     kube::Client::try_from(config).context("building the API client")
 }
 

@@ -1,0 +1,512 @@
+//! The pod worker: one task per pod bound to this node. It makes the sandbox, starts
+//! the containers, restarts them per `restartPolicy` with the kubelet's crash-loop
+//! back-off, writes the pod's status whenever it changes, and on deletion stops the
+//! containers within the grace period, removes the sandbox and deletes the pod.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use nix::sys::signal::Signal;
+use pier_controllers::events::{reference, EventType};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::container::{self, Instance};
+use crate::sandbox::{self, Sandbox};
+use crate::status::{self, ContainerView, PodView, State, Terminated};
+use crate::Node;
+
+/// The kubelet's crash-loop back-off: 10 s doubling to 5 min, forgotten after a
+/// container ran 10 min.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// The next back-off after one of `current` (None: the first restart is immediate).
+pub fn next_backoff(current: Option<Duration>) -> Duration {
+    match current {
+        None => BACKOFF_INITIAL,
+        Some(d) => (d * 2).min(BACKOFF_MAX),
+    }
+}
+
+/// Whether a container that ended with `exit_code` is restarted under `policy`.
+pub fn should_restart(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// What the node knows about one container of the pod.
+struct ContainerSlot {
+    spec: Container,
+    state: State,
+    last: Option<Terminated>,
+    restart_count: i32,
+    ready: bool,
+    started: bool,
+    ever_ran: bool,
+    instance: Option<Instance>,
+    /// Back-off for the next restart: None until the first restart happened.
+    backoff: Option<Duration>,
+    /// When the container may (re)start; None: not scheduled.
+    start_at: Option<Instant>,
+    generation: u64,
+}
+
+/// Messages to the worker.
+#[derive(Debug, Clone)]
+pub enum PodEvent {
+    /// Container `index`'s instance `generation` exited.
+    Exited { index: usize, generation: u64 },
+}
+
+/// The handle the node keeps for a pod (for exec, logs, port-forward lookups).
+#[derive(Debug, Default)]
+pub struct PodShared {
+    /// The pod's network namespace, once the sandbox exists.
+    pub netns: Option<pier_sandbox::NetnsName>,
+    /// Per container: the main process PID while running, and its log files
+    /// (current last).
+    pub containers: BTreeMap<String, SharedContainer>,
+    /// Processes started by `kubectl exec`, killed when the pod stops.
+    pub exec_pids: std::collections::BTreeSet<u32>,
+}
+
+/// A container as exec/logs see it.
+#[derive(Debug, Default, Clone)]
+pub struct SharedContainer {
+    pub pid: Option<u32>,
+    /// Follows the current instance's log while it runs.
+    pub follower: Option<pier_logs::LogFollower>,
+    pub working_dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub logs: Vec<PathBuf>,
+    pub running: bool,
+    /// The state reason while not running (for `logs` of a waiting container).
+    pub waiting_reason: Option<String>,
+}
+
+pub struct PodWorker {
+    node: Arc<Node>,
+    pod: Pod,
+    uid: String,
+    sandbox: Option<Sandbox>,
+    containers: Vec<ContainerSlot>,
+    events_tx: mpsc::UnboundedSender<PodEvent>,
+    events: mpsc::UnboundedReceiver<PodEvent>,
+    last_written: Option<PodStatus>,
+    start_time: Timestamp,
+    shared: Arc<tokio::sync::Mutex<PodShared>>,
+}
+
+impl PodWorker {
+    fn name(&self) -> String {
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> String {
+        self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_string())
+    }
+
+    fn restart_policy(&self) -> String {
+        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".to_string())
+    }
+
+    fn deleting(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    async fn event(&self, kind: EventType, reason: &str, message: &str) {
+        self.node.recorder.record(&reference(&self.pod), kind, reason, message).await;
+    }
+
+    async fn container_event(&self, index: usize, kind: EventType, reason: &str, message: &str) {
+        let mut r = reference(&self.pod);
+        r.field_path = Some(format!("spec.containers{{{}}}", self.containers[index].spec.name));
+        self.node.recorder.record(&r, kind, reason, message).await;
+    }
+
+    fn view(&self) -> PodView {
+        PodView {
+            host_ip: self.node.config.node_ip.to_string(),
+            pod_ip: self.sandbox.as_ref().map(|s| s.ip.to_string()),
+            start_time: self.start_time,
+            sandbox_ready: self.sandbox.is_some(),
+            restart_policy: self.restart_policy(),
+            containers: self
+                .containers
+                .iter()
+                .map(|c| ContainerView {
+                    name: c.spec.name.clone(),
+                    image: c.spec.image.clone().unwrap_or_default(),
+                    state: c.state.clone(),
+                    last: c.last.clone(),
+                    restart_count: c.restart_count,
+                    ready: c.ready,
+                    started: c.started,
+                    ever_ran: c.ever_ran,
+                    container_id: c.instance.as_ref().map(|i| i.id.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes the status if it differs from what was last written.
+    async fn write_status(&mut self) {
+        let status = status::pod_status(&self.pod, &self.view(), Timestamp::now());
+        if self.last_written.as_ref() == Some(&status) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.node.client.clone(), &self.namespace());
+        let patch = serde_json::json!({ "status": status });
+        match api.patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(p) => {
+                self.pod.status = p.status;
+                self.last_written = Some(status);
+            }
+            Err(e) => tracing::debug!(pod = %self.name(), error = %e, "writing pod status"),
+        }
+    }
+
+    async fn publish(&self) {
+        let mut shared = self.shared.lock().await;
+        shared.netns = self.sandbox.as_ref().map(|s| s.netns.clone());
+        for c in &self.containers {
+            let entry = shared.containers.entry(c.spec.name.clone()).or_default();
+            entry.pid = c.instance.as_ref().filter(|i| !i.has_exited()).map(|i| i.pid);
+            entry.follower = c.instance.as_ref().map(|i| i.follower.clone());
+            entry.running = matches!(c.state, State::Running { .. });
+            entry.waiting_reason = match &c.state {
+                State::Waiting { reason, .. } => Some(reason.clone()),
+                _ => None,
+            };
+            if let Some(i) = &c.instance {
+                if entry.logs.last() != Some(&i.log_path) {
+                    entry.logs.push(i.log_path.clone());
+                }
+            }
+        }
+    }
+
+    fn log_path(&self, index: usize) -> PathBuf {
+        let c = &self.containers[index];
+        self.node
+            .config
+            .dir
+            .join("logs")
+            .join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid))
+            .join(&c.spec.name)
+            .join(format!("{}.log", c.restart_count))
+    }
+
+    async fn start_container(&mut self, index: usize) {
+        let Some(sandbox) = self.sandbox.clone() else { return };
+        self.containers[index].start_at = None;
+        let spec = self.containers[index].spec.clone();
+        let launch = match self.node.resolve(&self.pod, &spec, &sandbox).await {
+            Ok(l) => l,
+            Err(failure) => {
+                self.containers[index].state =
+                    State::Waiting { reason: failure.reason.clone(), message: Some(failure.message.clone()) };
+                self.containers[index].start_at = Some(Instant::now() + BACKOFF_INITIAL);
+                self.container_event(
+                    index,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {}", failure.message),
+                )
+                .await;
+                return;
+            }
+        };
+        {
+            let mut shared = self.shared.lock().await;
+            let entry = shared.containers.entry(spec.name.clone()).or_default();
+            entry.working_dir = launch.working_dir.clone();
+            entry.env = launch.env.clone();
+        }
+        let image = spec.image.clone().unwrap_or_default();
+        self.container_event(
+            index,
+            EventType::Normal,
+            "Pulled",
+            &format!("Container image \"{image}\" already present on machine"),
+        )
+        .await;
+        let generation = self.containers[index].generation + 1;
+        self.containers[index].generation = generation;
+        let id = format!("pier://{}-{}-{}", &self.uid, spec.name, self.containers[index].restart_count);
+        let log_path = self.log_path(index);
+        match container::start(
+            &sandbox,
+            launch,
+            id,
+            &log_path,
+            self.events_tx.clone(),
+            PodEvent::Exited { index, generation },
+        ) {
+            Ok(instance) => {
+                let slot = &mut self.containers[index];
+                slot.state = State::Running { started_at: instance.started_at };
+                slot.ever_ran = true;
+                // Without probes a running container is started and ready.
+                slot.started = true;
+                slot.ready = true;
+                slot.instance = Some(instance);
+                self.container_event(
+                    index,
+                    EventType::Normal,
+                    "Created",
+                    &format!("Created container {}", spec.name),
+                )
+                .await;
+                self.container_event(
+                    index,
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {}", spec.name),
+                )
+                .await;
+            }
+            Err(term) => {
+                let message = term.message.clone().unwrap_or_default();
+                self.container_event(index, EventType::Warning, "Failed", &format!("Error: {message}")).await;
+                self.containers[index].ever_ran = true;
+                self.containers[index].instance = None;
+                self.after_exit(index, term).await;
+            }
+        }
+    }
+
+    /// Decides what happens after container `index` ended with `term`.
+    async fn after_exit(&mut self, index: usize, term: Terminated) {
+        let policy = self.restart_policy();
+        let deleting = self.deleting();
+        let slot = &mut self.containers[index];
+        slot.ready = false;
+        slot.started = false;
+        let ran_for =
+            term.started_at.map(|s| term.finished_at.duration_since(s).unsigned_abs()).unwrap_or_default();
+        if ran_for >= BACKOFF_RESET {
+            slot.backoff = None;
+        }
+        if !should_restart(&policy, term.exit_code) || deleting {
+            slot.state = State::Terminated(term);
+            return;
+        }
+        let delay = match slot.backoff {
+            None => Duration::ZERO,
+            Some(d) => d,
+        };
+        slot.backoff = Some(next_backoff(slot.backoff));
+        slot.last = Some(term.clone());
+        slot.restart_count += 1;
+        slot.start_at = Some(Instant::now() + delay);
+        if delay.is_zero() {
+            slot.state = State::Terminated(term);
+        } else {
+            let name = slot.spec.name.clone();
+            let message = format!(
+                "back-off {}s restarting failed container={name} pod={}_{}({})",
+                delay.as_secs(),
+                self.name(),
+                self.namespace(),
+                self.uid
+            );
+            self.containers[index].state =
+                State::Waiting { reason: "CrashLoopBackOff".into(), message: Some(message) };
+            self.container_event(
+                index,
+                EventType::Warning,
+                "BackOff",
+                &format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    self.name(),
+                    self.namespace(),
+                    self.uid
+                ),
+            )
+            .await;
+        }
+    }
+
+    async fn handle(&mut self, event: PodEvent) {
+        match event {
+            PodEvent::Exited { index, generation } => {
+                let Some(slot) = self.containers.get_mut(index) else { return };
+                if slot.generation != generation {
+                    return;
+                }
+                let Some(term) = slot.instance.as_ref().and_then(|i| i.exited.borrow().clone()) else {
+                    return;
+                };
+                self.after_exit(index, term).await;
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.containers.iter().filter_map(|c| c.start_at).min()
+    }
+
+    /// Stops every container within the grace period (SIGTERM, then SIGKILL).
+    async fn stop_containers(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for i in 0..self.containers.len() {
+            let running = self.containers[i].instance.as_ref().is_some_and(|inst| !inst.has_exited());
+            if running {
+                let name = self.containers[i].spec.name.clone();
+                self.container_event(i, EventType::Normal, "Killing", &format!("Stopping container {name}"))
+                    .await;
+                if let Some(inst) = &self.containers[i].instance {
+                    inst.signal(Signal::SIGTERM);
+                }
+            }
+        }
+        for c in &mut self.containers {
+            if let Some(inst) = c.instance.as_mut() {
+                if !inst.wait_until(deadline).await {
+                    inst.signal(Signal::SIGKILL);
+                    inst.wait_until(Instant::now() + Duration::from_secs(5)).await;
+                }
+                if let Some(t) = inst.exited.borrow().clone() {
+                    c.state = State::Terminated(t);
+                }
+            }
+            c.start_at = None;
+            c.ready = false;
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        let secs = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+    }
+
+    /// Deletion: stop, clean up, then remove the pod object (grace 0, this uid only).
+    async fn terminate(&mut self, delete_object: bool) {
+        let grace = if delete_object { self.grace() } else { Duration::ZERO };
+        self.stop_containers(grace).await;
+        if let Some(sb) = self.sandbox.take() {
+            sandbox::destroy(&self.node, &sb, &self.uid).await;
+        }
+        let _ = std::fs::remove_dir_all(
+            self.log_path(0)
+                .parent()
+                .and_then(|p| p.parent())
+                .unwrap_or(&self.node.config.dir.join("logs/none")),
+        );
+        if delete_object {
+            let api: Api<Pod> = Api::namespaced(self.node.client.clone(), &self.namespace());
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = api.delete(&self.name(), &params).await {
+                tracing::debug!(pod = %self.name(), error = %e, "final pod delete");
+            }
+        }
+    }
+
+    fn terminal(&self) -> bool {
+        let phase = status::phase(&self.view());
+        phase == "Succeeded" || phase == "Failed"
+    }
+}
+
+/// Runs a pod until it is deleted. `updates` carries the latest object; its sender
+/// being dropped means the pod is gone from the API (or the node is stopping).
+pub async fn run(
+    node: Arc<Node>,
+    mut updates: watch::Receiver<Pod>,
+    shared: Arc<tokio::sync::Mutex<PodShared>>,
+) {
+    let pod = updates.borrow().clone();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|spec| ContainerSlot {
+            spec,
+            state: State::Waiting { reason: "ContainerCreating".into(), message: None },
+            last: None,
+            restart_count: 0,
+            ready: false,
+            started: false,
+            ever_ran: false,
+            instance: None,
+            backoff: None,
+            start_at: Some(Instant::now()),
+            generation: 0,
+        })
+        .collect();
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let mut w = PodWorker {
+        node,
+        pod,
+        uid,
+        sandbox: None,
+        containers,
+        events_tx,
+        events,
+        last_written: None,
+        start_time: Timestamp::now(),
+        shared,
+    };
+    if !w.deleting() {
+        match sandbox::create(&w.node, &w.pod, &w.uid).await {
+            Ok(sb) => w.sandbox = Some(sb),
+            Err(message) => {
+                w.event(EventType::Warning, "FailedCreatePodSandBox", &message).await;
+                tracing::warn!(pod = %w.name(), error = %message, "creating the sandbox");
+            }
+        }
+    }
+    loop {
+        if w.deleting() {
+            w.terminate(true).await;
+            w.publish().await;
+            return;
+        }
+        if w.sandbox.is_some() && !w.terminal() {
+            let now = Instant::now();
+            for i in 0..w.containers.len() {
+                if w.containers[i].start_at.is_some_and(|t| t <= now) {
+                    w.start_container(i).await;
+                }
+            }
+        }
+        w.publish().await;
+        w.write_status().await;
+        let wake = w.next_wake();
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    // Removed from the API (or the node stops): nothing to report to.
+                    w.terminate(false).await;
+                    return;
+                }
+                w.pod = updates.borrow_and_update().clone();
+            }
+            Some(ev) = w.events.recv() => w.handle(ev).await,
+            _ = async { if let Some(t) = wake { tokio::time::sleep_until(t).await } else { std::future::pending::<()>().await } } => {}
+        }
+    }
+}
