@@ -27,6 +27,15 @@ pub struct Cluster {
     up_args: Vec<String>,
 }
 
+impl Cluster {
+    /// The cluster name given with `--cluster-name` (clusters with nodes), which is
+    /// also the name of its underlay bridge.
+    pub fn cluster_name(&self) -> Option<&str> {
+        let i = self.up_args.iter().position(|a| a == "--cluster-name")?;
+        self.up_args.get(i + 1).map(String::as_str)
+    }
+}
+
 /// A free underlay subnet and cluster name for a test cluster with nodes: the third
 /// octet of `172.31.X.0/24` is picked so no bridge of that name exists yet, starting
 /// from an offset derived from the PID (test binaries run one after another; threads
@@ -544,5 +553,10 @@ macro_rules! start_cluster {
     () => {{
         $crate::require_root();
         $crate::Cluster::start(::std::path::Path::new(env!("CARGO_BIN_EXE_pier"))).expect("pier up starts")
+    }};
+    (nodes: $n:expr) => {{
+        $crate::require_root();
+        $crate::Cluster::start_with_nodes(::std::path::Path::new(env!("CARGO_BIN_EXE_pier")), $n)
+            .expect("pier up starts")
     }};
 }

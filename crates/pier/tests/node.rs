@@ -1,0 +1,315 @@
+//! End-to-end: pods run as real sandboxed processes on a node `pier up` starts in its
+//! own network namespace, driven with the real `kubectl` as in issue 4's story:
+//! nodes, pod IPs, pod-to-pod HTTP, the environment, resolv.conf, logs, exec (exit
+//! codes, stdin, TTY), port-forward, private files, restarts, bad input, and cleanup.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pier_testkit::{table_rows, wait_for, Cluster};
+
+const WAIT: Duration = Duration::from_secs(30);
+const KUBIA_RC: &str = include_str!("../../../examples/kubia-rc.yaml");
+const KUBIA_SVC: &str = include_str!("../../../examples/kubia-svc.yaml");
+
+fn cluster() -> Cluster {
+    pier_testkit::start_cluster!(nodes: 1)
+}
+
+/// Waits until `n` pods with `selector` are Running and ready; returns their
+/// `get pods -o wide` rows.
+fn wait_running(c: &Cluster, selector: &str, n: usize) -> Vec<Vec<String>> {
+    wait_for(&format!("{n} running pods {selector}"), WAIT, || {
+        let out = c.kubectl(&["get", "pods", "-l", selector, "-o", "wide"]).ok().to_string();
+        let rows: Vec<Vec<String>> = table_rows(&out).into_iter().skip(1).collect();
+        let ready = rows.iter().filter(|r| r[1] == "1/1" && r[2] == "Running").count();
+        if rows.len() == n && ready == n {
+            Ok(rows)
+        } else {
+            Err(out)
+        }
+    })
+}
+
+fn apply(c: &Cluster, yaml: &str) {
+    c.kubectl_stdin(&["apply", "-f", "-"], yaml).ok();
+}
+
+fn pod_field(c: &Cluster, pod: &str, path: &str) -> String {
+    c.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")]).ok().to_string()
+}
+
+#[test]
+fn kubia_pods_run_on_the_node() {
+    let c = cluster();
+    let nodes = wait_for("a Ready node", WAIT, || {
+        let out = c.kubectl(&["get", "nodes", "-o", "wide"]).ok().to_string();
+        let rows = table_rows(&out);
+        match rows.get(1) {
+            Some(r) if r[0] == "pier-node-0" && r[1] == "Ready" => Ok(rows),
+            _ => Err(out),
+        }
+    });
+    assert_eq!(nodes[0][5], "INTERNAL-IP");
+    assert!(nodes[1][5].starts_with("172.31."), "{nodes:?}");
+
+    apply(&c, KUBIA_SVC);
+    apply(&c, KUBIA_RC);
+    let rows = wait_running(&c, "app=kubia-rc", 3);
+    for r in &rows {
+        assert!(r[5].starts_with("10.244.0."), "pod IP {r:?}");
+        assert_eq!(r[6], "pier-node-0");
+    }
+    let (a, b) = (&rows[0][0], &rows[1]);
+
+    // Pod to pod over the node's bridge: the other pod answers with its hostname.
+    let hit = c.kubectl(&["exec", a, "--", "curl", "-s", &format!("http://{}:8080", b[5])]).ok().to_string();
+    assert_eq!(hit, format!("You've hit {}\n", b[0]));
+
+    // The environment: hostname and the service links of services that existed.
+    let env = c.kubectl(&["exec", a, "--", "env"]).ok().to_string();
+    let svc_ip = c.kubectl(&["get", "svc", "kubia", "-o", "jsonpath={.spec.clusterIP}"]).ok().to_string();
+    for line in [
+        format!("HOSTNAME={a}"),
+        "KUBERNETES_SERVICE_HOST=10.96.0.1".to_string(),
+        "KUBERNETES_SERVICE_PORT=443".to_string(),
+        "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443".to_string(),
+        format!("KUBIA_SERVICE_HOST={svc_ip}"),
+        "KUBIA_SERVICE_PORT=80".to_string(),
+        format!("KUBIA_PORT_80_TCP_ADDR={svc_ip}"),
+        "KUBIA_PORT_80_TCP_PROTO=tcp".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing from:\n{env}");
+    }
+    assert_eq!(
+        c.kubectl(&["exec", a, "--", "cat", "/etc/resolv.conf"]).ok(),
+        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    assert_eq!(c.kubectl(&["exec", a, "--", "hostname"]).ok().trim(), a.as_str());
+    let hosts = c.kubectl(&["exec", a, "--", "cat", "/etc/hosts"]).ok().to_string();
+    assert!(hosts.lines().any(|l| l == format!("{}\t{a}", rows[0][5])), "{hosts}");
+
+    // Logs of the pod that answered, as the book's app prints them.
+    let logs = c.kubectl(&["logs", &b[0]]).ok().to_string();
+    assert!(logs.starts_with("Kubia server starting...\n"), "{logs}");
+    assert!(logs.contains(&format!("Received request from ::ffff:{}", rows[0][5])), "{logs}");
+    let tail = c.kubectl(&["logs", &b[0], "--tail=1", "--timestamps"]).ok().to_string();
+    assert!(tail.ends_with(&format!("Received request from ::ffff:{}\n", rows[0][5])), "{tail}");
+    assert!(tail.starts_with("20") && tail.contains("Z Received"), "{tail}");
+
+    // Exit codes and stdin through exec.
+    let failed = c.kubectl(&["exec", a, "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(failed.code, Some(7), "{failed:?}");
+    assert_eq!(failed.stdout, "out\n");
+    assert!(failed.stderr.starts_with("err\n"), "{failed:?}");
+    assert_eq!(c.kubectl_stdin(&["exec", "-i", a, "--", "tr", "a-z", "A-Z"], "hello\n").ok(), "HELLO\n");
+    let missing = c.kubectl(&["exec", a, "--", "nosuchprogram"]);
+    assert!(!missing.success());
+    assert!(
+        missing.stderr.contains("exec: \"nosuchprogram\": executable file not found in $PATH"),
+        "{missing:?}"
+    );
+
+    // Files a pod writes are its own.
+    let marker = format!("/var/pier-e2e-{}", std::process::id());
+    assert!(!Path::new(&marker).exists());
+    c.kubectl(&["exec", a, "--", "touch", &marker]).ok();
+    c.kubectl(&["exec", a, "--", "ls", &marker]).ok();
+    assert!(!c.kubectl(&["exec", &b[0], "--", "ls", &marker]).success(), "the other pod sees {marker}");
+    assert!(!Path::new(&marker).exists(), "the host sees {marker}");
+
+    // Port-forward from the host to the pod.
+    let mut pf = c.kubectl_lines(&["port-forward", &b[0], ":8080"]).expect("port-forward starts");
+    let line = pf.wait_line("forwarding", WAIT, |l| l.starts_with("Forwarding from 127.0.0.1:"));
+    let port = line
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split_whitespace()
+        .next()
+        .expect("a port")
+        .to_string();
+    let got = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), format!("You've hit {}\n", b[0]));
+}
+
+#[test]
+fn exec_and_port_forward_with_kubectl_1_27_over_spdy() {
+    let c = cluster();
+    let old = pier_testkit::kubectl_version(27);
+    c.kubectl(&["run", "spdy", "--image=luksa/kubia"]).ok();
+    wait_running(&c, "run=spdy", 1);
+    let out = c.kubectl_with(&old, &["exec", "spdy", "--", "sh", "-c", "hostname; exit 3"], None);
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert_eq!(out.stdout, "spdy\n");
+    let mut pf = c.kubectl_lines_with(&old, &["port-forward", "pod/spdy", ":8080"]).expect("port-forward");
+    let line = pf.wait_line("forwarding", WAIT, |l| l.starts_with("Forwarding from 127.0.0.1:"));
+    let port = line
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split_whitespace()
+        .next()
+        .expect("port")
+        .to_string();
+    let got = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "You've hit spdy\n");
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let c = cluster();
+    c.kubectl(&["run", "tty", "--image=busybox", "--command", "--", "sleep", "3600"]).ok();
+    wait_running(&c, "run=tty", 1);
+    // kubectl wants a terminal for -t: `script` gives it one.
+    let cmd = format!(
+        "KUBECONFIG={} kubectl exec -it tty -- sh -c 'tty; stty size; exit 4'",
+        c.kubeconfig.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+}
+
+#[test]
+fn containers_that_fail_say_why() {
+    let c = cluster();
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: exits}
+spec:
+  restartPolicy: Never
+  containers: [{name: main, image: busybox, command: [sh, -c, "echo bye; exit 3"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashes}
+spec:
+  containers: [{name: main, image: busybox, command: [sh, -c, "exit 1"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocommand}
+spec:
+  containers: [{name: main, image: busybox, command: [nosuchprogram]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unknownimage}
+spec:
+  containers: [{name: main, image: example.com/unknown:1}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: noconfig}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, "3600"]
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: nope, key: k}}}]
+"#,
+    );
+    let status = |pod: &str| -> String {
+        let out = c.kubectl(&["get", "pod", pod]).ok().to_string();
+        table_rows(&out).get(1).map(|r| r[2].clone()).unwrap_or_default()
+    };
+    let wait_status = |pod: &str, want: &str| {
+        wait_for(&format!("{pod} {want}"), WAIT, || {
+            let s = status(pod);
+            if s == want {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        })
+    };
+    wait_status("exits", "Error");
+    assert_eq!(pod_field(&c, "exits", ".status.containerStatuses[0].state.terminated.exitCode"), "3");
+    assert_eq!(c.kubectl(&["logs", "exits"]).ok(), "bye\n");
+    wait_status("crashes", "CrashLoopBackOff");
+    wait_status("nocommand", "CrashLoopBackOff");
+    let describe = c.kubectl(&["describe", "pod", "nocommand"]).ok().to_string();
+    assert!(describe.contains("StartError"), "{describe}");
+    assert!(describe.contains("exec: \"nosuchprogram\": executable file not found in $PATH"), "{describe}");
+    wait_status("unknownimage", "ErrImagePull");
+    let msg = pod_field(&c, "unknownimage", ".status.containerStatuses[0].state.waiting.message");
+    assert!(msg.starts_with("image \"example.com/unknown:1\" is not in Pier's image table"), "{msg}");
+    wait_status("noconfig", "CreateContainerConfigError");
+    let msg = pod_field(&c, "noconfig", ".status.containerStatuses[0].state.waiting.message");
+    assert_eq!(msg, "configmap \"nope\" not found");
+    // The node and its other pods keep working.
+    c.kubectl(&["run", "fine", "--image=luksa/kubia"]).ok();
+    wait_running(&c, "run=fine", 1);
+}
+
+#[test]
+fn deletion_honours_the_grace_period() {
+    let c = cluster();
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers: [{name: main, image: busybox, command: [sh, -c, "trap '' TERM; while true; do sleep 1; done"]}]
+"#,
+    );
+    wait_for("stubborn running", WAIT, || {
+        let s = pod_field(&c, "stubborn", ".status.phase");
+        if s == "Running" {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    let start = Instant::now();
+    c.kubectl(&["delete", "pod", "stubborn"]).ok();
+    let took = start.elapsed();
+    // SIGTERM is ignored, so the node waits the 2 s grace period, then kills.
+    assert!(took >= Duration::from_millis(1800), "deleted after {took:?}");
+    assert!(took < Duration::from_secs(10), "deleted after {took:?}");
+}
+
+#[test]
+fn restarting_pier_up_brings_the_pods_back_and_stopping_it_leaves_nothing() {
+    let mut c = cluster();
+    let bridge = c.cluster_name().expect("cluster name").to_string();
+    apply(&c, KUBIA_RC);
+    let before = wait_running(&c, "app=kubia-rc", 3);
+    c.restart().expect("pier up restarts");
+    let after = wait_running(&c, "app=kubia-rc", 3);
+    let ips = |rows: &[Vec<String>]| {
+        let mut v: Vec<(String, String)> = rows.iter().map(|r| (r[0].clone(), r[5].clone())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ips(&before), ips(&after), "pods keep their names and IPs");
+    let hit = c.kubectl(&["exec", &after[0][0], "--", "curl", "-s", &format!("http://{}:8080", after[1][5])]);
+    assert_eq!(hit.ok(), format!("You've hit {}\n", after[1][0]));
+    c.stop().expect("pier up stops");
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} left behind");
+    let netns = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(!netns.iter().any(|n| n.starts_with(&bridge)), "namespaces left: {netns:?}");
+    let procs = std::process::Command::new("pgrep")
+        .args(["-f", &format!("pier node.*{}", c.data_dir().display())])
+        .output()
+        .expect("pgrep");
+    assert!(procs.stdout.is_empty(), "node processes left: {}", String::from_utf8_lossy(&procs.stdout));
+}
