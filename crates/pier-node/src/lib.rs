@@ -8,6 +8,7 @@
 //! pod's sandbox and containers.
 
 pub mod container;
+pub mod exec;
 pub mod pod;
 pub mod register;
 pub mod sandbox;
@@ -83,6 +84,9 @@ pub struct Node {
     pub images: pier_runspec::ImageTable,
     /// The node's allocatable resources (for `resourceFieldRef` without limits).
     pub allocatable: std::collections::BTreeMap<String, Quantity>,
+    /// When the agent started (probes of adopted containers are spread over their
+    /// first period, as upstream's jitter after a kubelet restart).
+    pub started_at: tokio::time::Instant,
     /// Running pods by uid, for the streaming endpoint.
     pub pods: Mutex<HashMap<String, (String, String, Arc<Mutex<PodShared>>)>>,
 }
@@ -209,6 +213,7 @@ pub async fn run(
         applier: NetlinkApplier::new(),
         pods: Mutex::new(HashMap::new()),
         services: services.clone(),
+        started_at: tokio::time::Instant::now(),
         images,
         allocatable,
     });

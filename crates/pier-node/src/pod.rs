@@ -16,7 +16,8 @@ use pier_controllers::events::{reference, EventType};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::container::{self, Instance};
+use crate::container::{self, Instance, Launch};
+use crate::exec::ContainerExec;
 use crate::sandbox::{self, Sandbox};
 use crate::status::{self, ContainerView, PodView, State, Terminated};
 use crate::Node;
@@ -59,6 +60,10 @@ struct ContainerSlot {
     /// When the container may (re)start; None: not scheduled.
     start_at: Option<Instant>,
     generation: u64,
+    /// The running instance's probe workers.
+    probes: Option<pier_probe::ContainerProbes>,
+    /// How the running instance was started (environment, working directory).
+    launch: Option<Launch>,
 }
 
 /// Messages to the worker.
@@ -66,6 +71,10 @@ struct ContainerSlot {
 pub enum PodEvent {
     /// Container `index`'s instance `generation` exited.
     Exited { index: usize, generation: u64 },
+    /// A probe of that instance reported.
+    Probe { index: usize, generation: u64, update: pier_probe::ProbeUpdate },
+    /// Its postStart hook failed with this message.
+    PostStartFailed { index: usize, generation: u64, message: String },
 }
 
 /// The handle the node keeps for a pod (for exec, logs, port-forward lookups).
@@ -233,6 +242,7 @@ impl PodWorker {
             entry.working_dir = launch.working_dir.clone();
             entry.env = launch.env.clone();
         }
+        let launch_copy = launch.clone();
         let image = spec.image.clone().unwrap_or_default();
         self.container_event(
             index,
@@ -254,13 +264,17 @@ impl PodWorker {
             PodEvent::Exited { index, generation },
         ) {
             Ok(instance) => {
+                let pid = instance.pid;
                 let slot = &mut self.containers[index];
                 slot.state = State::Running { started_at: instance.started_at };
                 slot.ever_ran = true;
-                // Without probes a running container is started and ready.
-                slot.started = true;
-                slot.ready = true;
+                // Without probes a running container is started and ready at once;
+                // with them, the workers decide.
+                slot.started = spec.startup_probe.is_none();
+                slot.ready = slot.started && spec.readiness_probe.is_none();
                 slot.instance = Some(instance);
+                slot.launch = Some(launch_copy.clone());
+                self.start_probes_and_hooks(index, generation, pid, &spec, &sandbox, &launch_copy);
                 self.container_event(
                     index,
                     EventType::Normal,
@@ -293,6 +307,7 @@ impl PodWorker {
         let slot = &mut self.containers[index];
         slot.ready = false;
         slot.started = false;
+        slot.probes = None;
         let ran_for =
             term.started_at.map(|s| term.finished_at.duration_since(s).unsigned_abs()).unwrap_or_default();
         if ran_for >= BACKOFF_RESET {
@@ -350,7 +365,109 @@ impl PodWorker {
                 };
                 self.after_exit(index, term).await;
             }
+            PodEvent::Probe { index, generation, update } => {
+                let Some(slot) = self.containers.get_mut(index) else { return };
+                if slot.generation != generation || !matches!(slot.state, State::Running { .. }) {
+                    return;
+                }
+                match &update {
+                    pier_probe::ProbeUpdate::Ready(ready) => slot.ready = *ready,
+                    pier_probe::ProbeUpdate::Started(started) => slot.started = *started,
+                    _ => {}
+                }
+                if let Some(ev) = update.event() {
+                    let kind = if ev.type_ == "Warning" { EventType::Warning } else { EventType::Normal };
+                    self.container_event(index, kind, ev.reason, &ev.message).await;
+                }
+                if let pier_probe::ProbeUpdate::Restart { grace_period_seconds, .. } = update {
+                    let grace = grace_period_seconds
+                        .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                        .unwrap_or(30);
+                    self.kill_instance(index, Duration::from_secs(u64::try_from(grace).unwrap_or(0)));
+                }
+            }
+            PodEvent::PostStartFailed { index, generation, message } => {
+                let Some(slot) = self.containers.get(index) else { return };
+                if slot.generation != generation {
+                    return;
+                }
+                tracing::info!(pod = %self.name(), %message, "postStart hook failed");
+                let hook = pier_probe::HookKind::PostStart;
+                self.container_event(
+                    index,
+                    EventType::Warning,
+                    hook.failure_reason(),
+                    hook.failure_event_message(),
+                )
+                .await;
+                self.kill_instance(index, Duration::ZERO);
+            }
         }
+    }
+
+    /// Starts the probe workers and the postStart hook of a new instance.
+    fn start_probes_and_hooks(
+        &mut self,
+        index: usize,
+        generation: u64,
+        pid: u32,
+        spec: &Container,
+        sandbox: &Sandbox,
+        launch: &Launch,
+    ) {
+        let exec =
+            Arc::new(ContainerExec { pid, env: launch.env.clone(), working_dir: launch.working_dir.clone() });
+        let target = self.target(spec, sandbox);
+        if spec.startup_probe.is_some() || spec.liveness_probe.is_some() || spec.readiness_probe.is_some() {
+            let tx = self.events_tx.clone();
+            let config = pier_probe::ProbeConfig {
+                container: spec.clone(),
+                target: target.clone(),
+                exec: exec.clone(),
+                started_at: Instant::now(),
+                agent_started_at: Some(self.node.started_at),
+                will_restart: self.restart_policy() != "Never",
+            };
+            self.containers[index].probes =
+                Some(pier_probe::ContainerProbes::spawn_with(config, move |update| {
+                    let _ = tx.send(PodEvent::Probe { index, generation, update });
+                }));
+        }
+        if let Some(hook) = spec.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
+            let tx = self.events_tx.clone();
+            tokio::spawn(async move {
+                let outcome = pier_probe::run_hook(&hook, &target, exec.as_ref()).await;
+                if let Err(message) = outcome.result {
+                    let _ = tx.send(PodEvent::PostStartFailed { index, generation, message });
+                }
+            });
+        }
+    }
+
+    /// Stops the running instance of container `index` in the background: SIGTERM,
+    /// then SIGKILL after `grace`. Its exit arrives as an ordinary `Exited` event.
+    fn kill_instance(&mut self, index: usize, grace: Duration) {
+        let slot = &mut self.containers[index];
+        slot.probes = None;
+        slot.ready = false;
+        let Some(inst) = slot.instance.as_ref() else { return };
+        let pid = inst.pid;
+        let mut exited = inst.exited.clone();
+        inst.signal(Signal::SIGTERM);
+        tokio::spawn(async move {
+            if tokio::time::timeout(grace, exited.wait_for(Option::is_some)).await.is_err() {
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), Signal::SIGKILL);
+                }
+            }
+        });
+    }
+
+    /// What probes and hooks of container `spec` act on.
+    fn target(&self, spec: &Container, sandbox: &Sandbox) -> pier_probe::Target {
+        let pod =
+            pier_probe::PodRef { name: self.name(), namespace: self.namespace(), uid: self.uid.clone() };
+        pier_probe::Target::new(pod, spec, Some(std::net::IpAddr::V4(sandbox.ip)))
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -360,15 +477,55 @@ impl PodWorker {
     /// Stops every container within the grace period (SIGTERM, then SIGKILL).
     async fn stop_containers(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
+        let mut hooks = Vec::new();
         for i in 0..self.containers.len() {
+            if let Some(p) = &self.containers[i].probes {
+                p.pod_terminating();
+            }
             let running = self.containers[i].instance.as_ref().is_some_and(|inst| !inst.has_exited());
-            if running {
-                let name = self.containers[i].spec.name.clone();
-                self.container_event(i, EventType::Normal, "Killing", &format!("Stopping container {name}"))
-                    .await;
-                if let Some(inst) = &self.containers[i].instance {
-                    inst.signal(Signal::SIGTERM);
+            if !running {
+                continue;
+            }
+            let name = self.containers[i].spec.name.clone();
+            self.container_event(i, EventType::Normal, "Killing", &format!("Stopping container {name}"))
+                .await;
+            let pre_stop = self.containers[i].spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+            match (pre_stop, self.sandbox.clone(), &self.containers[i].instance, &self.containers[i].launch) {
+                (Some(hook), Some(sandbox), Some(inst), Some(launch)) => {
+                    let target = self.target(&self.containers[i].spec, &sandbox);
+                    let exec = ContainerExec {
+                        pid: inst.pid,
+                        env: launch.env.clone(),
+                        working_dir: launch.working_dir.clone(),
+                    };
+                    hooks.push(async move {
+                        // The hook may use all of the grace period; SIGTERM follows it.
+                        let run = pier_probe::run_hook(&hook, &target, &exec);
+                        let outcome = tokio::time::timeout_at(deadline, run).await;
+                        (i, outcome.ok().and_then(|o| o.result.err()))
+                    });
                 }
+                _ => {
+                    if let Some(inst) = &self.containers[i].instance {
+                        inst.signal(Signal::SIGTERM);
+                    }
+                }
+            }
+        }
+        for (i, failure) in futures::future::join_all(hooks).await {
+            if let Some(message) = failure {
+                tracing::info!(pod = %self.name(), %message, "preStop hook failed");
+                let hook = pier_probe::HookKind::PreStop;
+                self.container_event(
+                    i,
+                    EventType::Warning,
+                    hook.failure_reason(),
+                    hook.failure_event_message(),
+                )
+                .await;
+            }
+            if let Some(inst) = &self.containers[i].instance {
+                inst.signal(Signal::SIGTERM);
             }
         }
         for c in &mut self.containers {
@@ -400,6 +557,13 @@ impl PodWorker {
     async fn terminate(&mut self, delete_object: bool) {
         let grace = if delete_object { self.grace() } else { Duration::ZERO };
         self.stop_containers(grace).await;
+        // Processes `kubectl exec` started are the agent's children, not the
+        // container's: they go with the pod.
+        for pid in std::mem::take(&mut self.shared.lock().await.exec_pids) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
         if let Some(sb) = self.sandbox.take() {
             sandbox::destroy(&self.node, &sb, &self.uid).await;
         }
@@ -455,6 +619,8 @@ pub async fn run(
             backoff: None,
             start_at: Some(Instant::now()),
             generation: 0,
+            probes: None,
+            launch: None,
         })
         .collect();
     let (events_tx, events) = mpsc::unbounded_channel();

@@ -313,3 +313,139 @@ fn restarting_pier_up_brings_the_pods_back_and_stopping_it_leaves_nothing() {
         .expect("pgrep");
     assert!(procs.stdout.is_empty(), "node processes left: {}", String::from_utf8_lossy(&procs.stdout));
 }
+
+/// The seed's readiness probe (`ls /var/ready`): a pod is ready only once the file
+/// exists in that pod, and only ready pods are endpoints of the service.
+#[test]
+fn readiness_and_liveness_probes() {
+    let c = cluster();
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: kubia}
+spec:
+  selector: {app: probed}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: probed}
+spec:
+  replicas: 2
+  selector: {app: probed}
+  template:
+    metadata: {labels: {app: probed}}
+    spec:
+      containers:
+      - name: kubia
+        image: parthghetia/kubia
+        ports: [{containerPort: 8080}]
+        readinessProbe: {exec: {command: [ls, /var/ready]}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  containers:
+  - name: kubia
+    image: luksa/kubia-unhealthy
+    livenessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1, failureThreshold: 2}
+"#,
+    );
+    let rows = wait_for("two probed pods running, not ready", WAIT, || {
+        let out = c.kubectl(&["get", "pods", "-l", "app=probed", "-o", "wide"]).ok().to_string();
+        let rows: Vec<Vec<String>> = table_rows(&out).into_iter().skip(1).collect();
+        if rows.len() == 2 && rows.iter().all(|r| r[1] == "0/1" && r[2] == "Running") {
+            Ok(rows)
+        } else {
+            Err(out)
+        }
+    });
+    let (a, b) = (&rows[0], &rows[1]);
+    c.kubectl(&["exec", &a[0], "--", "touch", "/var/ready"]).ok();
+    let started = Instant::now();
+    wait_for("the touched pod ready", WAIT, || {
+        let ready = pod_field(&c, &a[0], r#".status.conditions[?(@.type=="Ready")].status"#);
+        if ready == "True" {
+            Ok(())
+        } else {
+            Err(ready)
+        }
+    });
+    // Within about one period (1 s) plus the API round trips.
+    assert!(started.elapsed() < Duration::from_secs(3), "ready after {:?}", started.elapsed());
+    assert_eq!(pod_field(&c, &b[0], r#".status.conditions[?(@.type=="Ready")].status"#), "False");
+    let endpoints = wait_for("only the ready pod is an endpoint", WAIT, || {
+        let ep = c.kubectl(&["get", "endpoints", "kubia"]).ok().to_string();
+        if ep.contains(&format!("{}:8080", a[5])) && !ep.contains(&b[5]) {
+            Ok(ep)
+        } else {
+            Err(ep)
+        }
+    });
+    assert!(!endpoints.contains(&b[5]));
+    let events = c.kubectl(&["describe", "pod", &b[0]]).ok().to_string();
+    assert!(
+        events.contains("Readiness probe failed: ls: cannot access '/var/ready': No such file or directory"),
+        "{events}"
+    );
+
+    // kubia-unhealthy answers 500 from its 6th request: the liveness probe restarts it.
+    wait_for("unhealthy restarted", Duration::from_secs(60), || {
+        let n = pod_field(&c, "unhealthy", ".status.containerStatuses[0].restartCount");
+        if n.parse::<u32>().unwrap_or(0) >= 1 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    });
+    let events = c.kubectl(&["describe", "pod", "unhealthy"]).ok().to_string();
+    assert!(events.contains("Liveness probe failed: HTTP probe failed with statuscode: 500"), "{events}");
+    assert!(events.contains("Container kubia failed liveness probe, will be restarted"), "{events}");
+}
+
+/// preStop hooks run before the container is stopped: an exec hook (from inside the
+/// pod) and an httpGet hook (from the node) both reach a server pod, whose log shows it.
+#[test]
+fn pre_stop_hooks_run_before_termination() {
+    let c = cluster();
+    c.kubectl(&["run", "server", "--image=luksa/kubia"]).ok();
+    let server = wait_running(&c, "run=server", 1);
+    let server_ip = server[0][5].clone();
+    apply(
+        &c,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, "3600"]
+    lifecycle:
+      preStop: {{exec: {{command: [curl, -s, "http://{server_ip}:8080/from-exec-hook"]}}}}
+  - name: second
+    image: busybox
+    command: [sleep, "3600"]
+    lifecycle:
+      preStop: {{httpGet: {{host: "{server_ip}", port: 8080, path: /from-http-hook}}}}
+"#
+        ),
+    );
+    let hooked = wait_for("hooked running", WAIT, || {
+        let out = c.kubectl(&["get", "pod", "hooked", "-o", "wide"]).ok().to_string();
+        match table_rows(&out).get(1) {
+            Some(r) if r[1] == "2/2" => Ok(r.clone()),
+            _ => Err(out),
+        }
+    });
+    c.kubectl(&["delete", "pod", "hooked"]).ok();
+    let logs = c.kubectl(&["logs", "server"]).ok().to_string();
+    assert!(logs.contains(&format!("Received request from ::ffff:{}", hooked[5])), "exec hook: {logs}");
+    let requests = logs.matches("Received request from").count();
+    assert_eq!(requests, 2, "{logs}");
+}
