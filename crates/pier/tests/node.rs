@@ -449,3 +449,81 @@ spec:
     let requests = logs.matches("Received request from").count();
     assert_eq!(requests, 2, "{logs}");
 }
+
+/// Two nodes: pods land on both, and reach each other across the underlay (each
+/// node routes the other's pod CIDR through the other's address).
+#[test]
+fn pods_on_two_nodes_reach_each_other() {
+    let c = pier_testkit::start_cluster!(nodes: 2);
+    wait_for("two Ready nodes", WAIT, || {
+        let out = c.kubectl(&["get", "nodes"]).ok().to_string();
+        if table_rows(&out).iter().skip(1).filter(|r| r[1] == "Ready").count() == 2 {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    let yaml = KUBIA_RC.replace("replicas: 3", "replicas: 4");
+    apply(&c, &yaml);
+    let rows = wait_running(&c, "app=kubia-rc", 4);
+    let on = |node: &str| rows.iter().filter(|r| r[6] == node).cloned().collect::<Vec<_>>();
+    let (zero, one) = (on("pier-node-0"), on("pier-node-1"));
+    assert!(!zero.is_empty() && !one.is_empty(), "{rows:?}");
+    assert!(zero.iter().all(|r| r[5].starts_with("10.244.0.")), "{rows:?}");
+    assert!(one.iter().all(|r| r[5].starts_with("10.244.1.")), "{rows:?}");
+    for (from, to) in [(&zero[0], &one[0]), (&one[0], &zero[0])] {
+        let hit =
+            c.kubectl(&["exec", &from[0], "--", "curl", "-s", "-m", "5", &format!("http://{}:8080", to[5])]);
+        assert_eq!(hit.ok(), format!("You've hit {}\n", to[0]));
+    }
+}
+
+/// `dnsPolicy: None` with `dnsConfig`, `fieldRef` environment, and two containers in
+/// one pod sharing its network: the second cannot take the port the first holds, and
+/// says so in its log while the first keeps serving.
+#[test]
+fn pod_spec_details() {
+    let c = cluster();
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: details}
+spec:
+  dnsPolicy: None
+  dnsConfig: {nameservers: [10.0.0.53], searches: [example.test], options: [{name: ndots, value: "2"}]}
+  containers:
+  - name: first
+    image: luksa/kubia
+    env:
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: GREETING, value: "hello $(MY_NODE)"}
+  - name: second
+    image: luksa/kubia
+"#,
+    );
+    wait_for("second crash-looping", WAIT, || {
+        let out = c.kubectl(&["get", "pod", "details"]).ok().to_string();
+        match table_rows(&out).get(1) {
+            Some(r) if r[2] == "CrashLoopBackOff" && r[1] == "1/2" => Ok(()),
+            _ => Err(out),
+        }
+    });
+    assert_eq!(
+        c.kubectl(&["exec", "details", "-c", "first", "--", "cat", "/etc/resolv.conf"]).ok(),
+        "search example.test\nnameserver 10.0.0.53\noptions ndots:2\n"
+    );
+    let ip = pod_field(&c, "details", ".status.podIP");
+    let env = c.kubectl(&["exec", "details", "-c", "first", "--", "env"]).ok().to_string();
+    for line in
+        [format!("MY_IP={ip}"), "MY_NODE=pier-node-0".to_string(), "GREETING=hello pier-node-0".to_string()]
+    {
+        assert!(env.lines().any(|l| l == line), "{line} missing:\n{env}");
+    }
+    let logs = c.kubectl(&["logs", "details", "-c", "second", "--previous"]).ok().to_string();
+    assert!(logs.contains("Address already in use"), "{logs}");
+    let hit = c.kubectl(&["exec", "details", "-c", "first", "--", "curl", "-s", "http://127.0.0.1:8080"]);
+    assert_eq!(hit.ok(), "You've hit details\n");
+}
