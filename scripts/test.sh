@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-pier_need_packages ca-certificates openssl iproute2 nftables curl protobuf-compiler etcd-server
+pier_need_packages ca-certificates openssl iproute2 nftables curl procps bsdutils protobuf-compiler etcd-server
 pier_check_kubectl
 # The target dir is shared between checkouts; binaries such as `debug/pier` land at a
 # fixed path that another checkout may have overwritten while this one's fingerprints

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-pier_need_packages ca-certificates openssl iproute2 nftables
+pier_need_packages ca-certificates openssl iproute2 nftables curl
 pier_check_kubectl
 cargo build --release --locked -p pier
 args=("$@")

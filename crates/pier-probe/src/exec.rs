@@ -48,7 +48,12 @@ pub trait ExecRunner: Send + Sync {
 }
 
 /// Runs an `exec` probe, as upstream's exec prober over CRI `ExecSync`.
-pub async fn exec_probe(action: &ExecAction, target: &Target, runner: &dyn ExecRunner, timeout: Duration) -> Outcome {
+pub async fn exec_probe(
+    action: &ExecAction,
+    target: &Target,
+    runner: &dyn ExecRunner,
+    timeout: Duration,
+) -> Outcome {
     let command = expand(action.command.as_deref().unwrap_or_default(), &target.env);
     // The runner owns the timeout; this bound only guards against a runner that ignores it.
     let run = tokio::time::timeout(timeout + Duration::from_secs(1), runner.exec(&command, timeout));
@@ -133,6 +138,9 @@ mod tests {
         let env = vec![("PORT".to_string(), "8080".to_string())];
         let cmd = vec!["curl".to_string(), "localhost:$(PORT)/$(NOPE)/$$(PORT)/$x".to_string()];
         assert_eq!(expand(&cmd, &env)[1], "localhost:8080/$(NOPE)/$(PORT)/$x");
-        assert_eq!(timed_out(&["sh".into(), "-c".into(), "sleep 5".into()]), r#"command "sh -c sleep 5" timed out"#);
+        assert_eq!(
+            timed_out(&["sh".into(), "-c".into(), "sleep 5".into()]),
+            r#"command "sh -c sleep 5" timed out"#
+        );
     }
 }

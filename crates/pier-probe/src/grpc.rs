@@ -25,7 +25,10 @@ pub async fn grpc(action: &GRPCAction, target: &Target, timeout: Duration) -> Ou
     let host = target.pod_ip_string();
     let service = action.service.clone().unwrap_or_default();
     let Ok(port) = u16::try_from(action.port) else {
-        return Outcome::Failure(format!("error: failed to connect service at {}: invalid port", action.port));
+        return Outcome::Failure(format!(
+            "error: failed to connect service at {}: invalid port",
+            action.port
+        ));
     };
     check(&host, port, &service, timeout).await
 }
@@ -60,7 +63,8 @@ async fn check(host: &str, port: u16, service: &str, timeout: Duration) -> Outco
             .header("grpc-timeout", format!("{}m", timeout.as_millis().max(1)))
             .body(Full::new(encode_request(service)))
             .map_err(|e| rpc_error("Internal", &e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(|e| rpc_error("Unavailable", &e.to_string()))?;
+        let response =
+            sender.send_request(request).await.map_err(|e| rpc_error("Unavailable", &e.to_string()))?;
         let (parts, body) = response.into_parts();
         if let Some(status) = grpc_status(&parts.headers) {
             // A trailers-only response: the status came with the headers.
@@ -77,7 +81,8 @@ async fn check(host: &str, port: u16, service: &str, timeout: Duration) -> Outco
         if let Some(status) = grpc_status(&trailers) {
             return Err(status);
         }
-        decode_response(collected.to_bytes()).ok_or_else(|| rpc_error("Internal", "failed to decode response"))
+        decode_response(collected.to_bytes())
+            .ok_or_else(|| rpc_error("Internal", "failed to decode response"))
     };
 
     let result = match tokio::time::timeout_at(deadline, rpc).await {
@@ -107,8 +112,10 @@ type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 /// Dials and completes the HTTP/2 handshake (prior knowledge, no TLS) before `deadline`.
 async fn connect(host: &str, port: u16, deadline: Instant) -> Result<Sender, ()> {
     let tcp = net::dial(host, port, Some(deadline)).await.map_err(|_| ())?;
-    let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(tcp));
-    let (sender, conn) = tokio::time::timeout_at(deadline, handshake).await.map_err(|_| ())?.map_err(|_| ())?;
+    let handshake =
+        hyper::client::conn::http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(tcp));
+    let (sender, conn) =
+        tokio::time::timeout_at(deadline, handshake).await.map_err(|_| ())?.map_err(|_| ())?;
     // The connection task ends when `sender` is dropped at the end of the check.
     tokio::spawn(async move {
         let _ = conn.await;
@@ -138,10 +145,7 @@ fn grpc_status(headers: &HeaderMap) -> Option<RpcError> {
     if code == 0 {
         return None;
     }
-    let message = headers
-        .get("grpc-message")
-        .map(|v| percent_decode(v.as_bytes()))
-        .unwrap_or_default();
+    let message = headers.get("grpc-message").map(|v| percent_decode(v.as_bytes())).unwrap_or_default();
     Some(RpcError { code: code_name(code), message })
 }
 

@@ -159,7 +159,10 @@ impl std::fmt::Display for FetchError {
                 write!(f, "Get {url}: {m} (Client.Timeout exceeded while awaiting headers)")
             }
             FetchErrorKind::HeaderTimeout => {
-                write!(f, "Get {url}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
+                write!(
+                    f,
+                    "Get {url}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                )
             }
             FetchErrorKind::Other(m) => write!(f, "Get {url}: {m}"),
         }
@@ -194,7 +197,8 @@ pub(crate) async fn fetch(prepared: &Prepared, deadline: Option<Instant>) -> Res
         };
         let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
         let Some(next) = url.join(&location) else {
-            let kind = FetchErrorKind::Other(format!("failed to parse Location header {}", gofmt::quote(&location)));
+            let kind =
+                FetchErrorKind::Other(format!("failed to parse Location header {}", gofmt::quote(&location)));
             return Err(FetchError { url: url.to_string(), kind });
         };
         if next.host != first_host {
@@ -226,13 +230,17 @@ async fn send(
     deadline: Option<Instant>,
 ) -> Result<Fetched, FetchErrorKind> {
     if url.scheme != "http" && url.scheme != "https" {
-        return Err(FetchErrorKind::Other(format!("unsupported protocol scheme {}", gofmt::quote(&url.scheme))));
+        return Err(FetchErrorKind::Other(format!(
+            "unsupported protocol scheme {}",
+            gofmt::quote(&url.scheme)
+        )));
     }
     let mut builder = Request::get(url.request_target());
     builder = builder.header(http::header::HOST, host.map(str::to_string).unwrap_or_else(|| url.authority()));
     for (name, value) in &prepared.headers {
-        let name_ok = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| FetchErrorKind::Other(format!("net/http: invalid header field name {}", gofmt::quote(name))))?;
+        let name_ok = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            FetchErrorKind::Other(format!("net/http: invalid header field name {}", gofmt::quote(name)))
+        })?;
         let value_ok = HeaderValue::from_str(value).map_err(|_| {
             FetchErrorKind::Other(format!("net/http: invalid header field value for {}", gofmt::quote(name)))
         })?;
@@ -241,9 +249,8 @@ async fn send(
     if let Some(referer) = referer {
         builder = builder.header(http::header::REFERER, referer);
     }
-    let request = builder
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| FetchErrorKind::Other(format!("net/http: {e}")))?;
+    let request =
+        builder.body(Empty::<Bytes>::new()).map_err(|e| FetchErrorKind::Other(format!("net/http: {e}")))?;
 
     let tcp = net::dial(&url.host, url.effective_port(), deadline).await.map_err(|e| match e {
         DialError::Timeout { .. } => FetchErrorKind::DialTimeout(e.message()),
@@ -282,10 +289,8 @@ where
     let conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| FetchErrorKind::Other(hyper_error_text(&e, addrs)))?;
+    let response =
+        sender.send_request(request).await.map_err(|e| FetchErrorKind::Other(hyper_error_text(&e, addrs)))?;
     Ok(Fetched { response, _conn: conn })
 }
 
@@ -310,14 +315,18 @@ pub(crate) async fn read_body(mut body: Incoming, deadline: Option<Instant>) -> 
     };
     match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, read).await.unwrap_or_else(|_| {
-            Err("context deadline exceeded (Client.Timeout or context cancellation while reading body)".into())
+            Err("context deadline exceeded (Client.Timeout or context cancellation while reading body)"
+                .into())
         }),
         None => read.await,
     }
 }
 
 /// Go's wording for transport failures after the connection opened.
-fn hyper_error_text(err: &hyper::Error, addrs: (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>)) -> String {
+fn hyper_error_text(
+    err: &hyper::Error,
+    addrs: (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+) -> String {
     if err.is_incomplete_message() {
         return "EOF".to_string();
     }

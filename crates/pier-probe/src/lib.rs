@@ -10,6 +10,8 @@
 //!
 //! Handlers connect from the agent's network namespace straight to the pod IP in [`Target`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod action;
 mod exec;
 mod gofmt;

@@ -91,7 +91,10 @@ pub async fn run_hook(handler: &LifecycleHandler, target: &Target, runner: &dyn 
         let what = format!("HTTP lifecycle hook ({})", action.path.as_deref().unwrap_or_default());
         let no_host = action.host.as_deref().is_none_or(str::is_empty);
         if no_host && target.pod_ip.is_none() {
-            return HookOutcome::done(Err(failed(what, "failed to find networking container: no pod IP".into())));
+            return HookOutcome::done(Err(failed(
+                what,
+                "failed to find networking container: no pod IP".into(),
+            )));
         }
         let prepared = match Prepared::new(action, target, Purpose::Lifecycle) {
             Ok(p) => p,

@@ -69,7 +69,8 @@ impl From<&Probe> for ProbeSettings {
         let secs = |v: Option<i32>, default: Duration, min: u64| {
             v.map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0).max(min))).unwrap_or(default)
         };
-        let count = |v: Option<i32>, default: u32| v.map(|n| u32::try_from(n).unwrap_or(0).max(1)).unwrap_or(default);
+        let count =
+            |v: Option<i32>, default: u32| v.map(|n| u32::try_from(n).unwrap_or(0).max(1)).unwrap_or(default);
         ProbeSettings {
             initial_delay: secs(probe.initial_delay_seconds, d.initial_delay, 0),
             period: secs(probe.period_seconds, d.period, 1),
@@ -88,8 +89,16 @@ mod tests {
     #[test]
     fn defaults_and_clamps() {
         assert_eq!(ProbeSettings::from(&Probe::default()), ProbeSettings::default());
-        let probe = Probe { period_seconds: Some(0), failure_threshold: Some(-1), initial_delay_seconds: Some(5), ..Probe::default() };
+        let probe = Probe {
+            period_seconds: Some(0),
+            failure_threshold: Some(-1),
+            initial_delay_seconds: Some(5),
+            ..Probe::default()
+        };
         let s = ProbeSettings::from(&probe);
-        assert_eq!((s.period, s.failure_threshold, s.initial_delay), (Duration::from_secs(1), 1, Duration::from_secs(5)));
+        assert_eq!(
+            (s.period, s.failure_threshold, s.initial_delay),
+            (Duration::from_secs(1), 1, Duration::from_secs(5))
+        );
     }
 }

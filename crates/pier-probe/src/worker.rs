@@ -102,11 +102,15 @@ impl ProbeUpdate {
         let warning = |reason, message| Some(ProbeEvent { type_: "Warning", reason, message });
         match self {
             ProbeUpdate::Started(_) | ProbeUpdate::Ready(_) => None,
-            ProbeUpdate::Unhealthy { kind, message } => warning("Unhealthy", format!("{kind} probe failed: {message}")),
+            ProbeUpdate::Unhealthy { kind, message } => {
+                warning("Unhealthy", format!("{kind} probe failed: {message}"))
+            }
             ProbeUpdate::Errored { kind, state, message } => {
                 warning("Unhealthy", format!("{kind} probe errored and resulted in {state} state: {message}"))
             }
-            ProbeUpdate::Warning { kind, message } => warning("ProbeWarning", format!("{kind} probe warning: {message}")),
+            ProbeUpdate::Warning { kind, message } => {
+                warning("ProbeWarning", format!("{kind} probe warning: {message}"))
+            }
             ProbeUpdate::Restart { message, .. } => {
                 Some(ProbeEvent { type_: "Normal", reason: "Killing", message: message.clone() })
             }
@@ -330,7 +334,8 @@ impl Worker {
             self.last = Some(success);
             self.run = 1;
         }
-        let threshold = if success { self.settings.success_threshold } else { self.settings.failure_threshold };
+        let threshold =
+            if success { self.settings.success_threshold } else { self.settings.failure_threshold };
         if self.run < threshold {
             return true;
         }

@@ -29,6 +29,8 @@ pub const SPDY_PROTOCOLS: &[&str] =
 
 /// How long the client gets to open its SPDY streams (the kubelet's stream creation timeout).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a WebSocket client gets to register its streams before the first message.
+const CLIENT_STREAM_SETUP: Duration = Duration::from_millis(100);
 /// How long to wait for the client to hang up after the final status before dropping the connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const PIPE_SIZE: usize = 64 * 1024;
@@ -124,6 +126,12 @@ where
         let _ = sink.close().await;
     });
 
+    // client-go starts reading before it has registered its streams and discards messages
+    // for streams it does not know yet ("Unknown stream id"), so a command that finishes
+    // at once could lose its output and its exit status. Upstream's chain (API server
+    // translator, kubelet, CRI exec) always takes longer than that window; a node that
+    // answers directly must wait it out.
+    tokio::time::sleep(CLIENT_STREAM_SETUP).await;
     // Like the kubelet: an empty message on the first writable channel tells the client we are up.
     let first = if exec.stdout {
         CH_STDOUT

@@ -73,7 +73,9 @@ async fn health_statuses_map_to_upstream_results() {
     );
     assert_eq!(
         grpc(&action(port, Some("other")), &t, second).await,
-        Outcome::Failure("error: health rpc probe failed: rpc error: code = NotFound desc = unknown service".into())
+        Outcome::Failure(
+            "error: health rpc probe failed: rpc error: code = NotFound desc = unknown service".into()
+        )
     );
 }
 
@@ -81,7 +83,8 @@ async fn health_statuses_map_to_upstream_results() {
 async fn refused_connection_times_out_like_grpc_go() {
     let port = closed_port().await;
     let outcome = grpc(&action(port, None), &target(&[]), Duration::from_secs(1)).await;
-    let expected =
-        format!("timeout: failed to connect service \"127.0.0.1:{port}\" within 1s: context deadline exceeded");
+    let expected = format!(
+        "timeout: failed to connect service \"127.0.0.1:{port}\" within 1s: context deadline exceeded"
+    );
     assert_eq!(outcome, Outcome::Failure(expected));
 }

@@ -7,7 +7,11 @@ use super::support::{closed_port, http_server, response, self_signed_acceptor, t
 use crate::{http_get, Outcome};
 
 fn action(port: u16, path: &str) -> HTTPGetAction {
-    HTTPGetAction { port: IntOrString::Int(i32::from(port)), path: Some(path.into()), ..HTTPGetAction::default() }
+    HTTPGetAction {
+        port: IntOrString::Int(i32::from(port)),
+        path: Some(path.into()),
+        ..HTTPGetAction::default()
+    }
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -20,7 +24,9 @@ async fn success_sends_upstream_default_headers() {
     assert_eq!(outcome, Outcome::Success("ok".into()));
     let head = server.next_head().await;
     assert!(head.starts_with("GET /healthz HTTP/1.1\r\n"), "{head}");
-    for line in [format!("Host: 127.0.0.1:{port}"), "User-Agent: kube-probe/1.33".into(), "Accept: */*".into()] {
+    for line in
+        [format!("Host: 127.0.0.1:{port}"), "User-Agent: kube-probe/1.33".into(), "Accept: */*".into()]
+    {
         assert!(head.contains(&format!("{line}\r\n")), "missing {line:?} in {head}");
     }
 }
@@ -83,7 +89,8 @@ async fn redirect_loops_stop_after_ten_requests() {
 async fn refused_connection_reads_like_go() {
     let port = closed_port().await;
     let outcome = http_get(&action(port, "/"), &target(&[]), SECOND).await;
-    let expected = format!("Get \"http://127.0.0.1:{port}/\": dial tcp 127.0.0.1:{port}: connect: connection refused");
+    let expected =
+        format!("Get \"http://127.0.0.1:{port}/\": dial tcp 127.0.0.1:{port}: connect: connection refused");
     assert_eq!(outcome, Outcome::Failure(expected));
 }
 

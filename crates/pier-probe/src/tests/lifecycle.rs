@@ -25,7 +25,10 @@ async fn http_hook_ignores_status_and_reports_transport_errors() {
     let outcome = run_hook(&http_hook(server.addr.port(), None), &target(&[]), &runner).await;
     assert_eq!(outcome.result, Ok(()));
     let head = server.next_head().await;
-    assert!(head.starts_with("GET /stop HTTP/1.1\r\n") && head.contains("User-Agent: kube-lifecycle/1.33\r\n"), "{head}");
+    assert!(
+        head.starts_with("GET /stop HTTP/1.1\r\n") && head.contains("User-Agent: kube-lifecycle/1.33\r\n"),
+        "{head}"
+    );
 
     let port = closed_port().await;
     let outcome = run_hook(&http_hook(port, None), &target(&[]), &runner).await;
@@ -49,9 +52,13 @@ async fn https_hook_answered_over_http_falls_back() {
     })
     .await;
     let port = server.addr.port();
-    let outcome = run_hook(&http_hook(port, Some("HTTPS")), &target(&[]), &runner).await;
+    let (handler, t) = (http_hook(port, Some("HTTPS")), target(&[]));
+    let hook = run_hook(&handler, &t, &runner);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), hook).await.expect("hook finishes");
     assert_eq!(outcome.result, Ok(()));
-    let expected = format!("request to HTTPS lifecycle hook 127.0.0.1:{port} got HTTP response, retry with HTTP succeeded");
+    let expected = format!(
+        "request to HTTPS lifecycle hook 127.0.0.1:{port} got HTTP response, retry with HTTP succeeded"
+    );
     assert_eq!(outcome.fallback_warning, Some(expected));
     let _ = server.next_head().await;
 }
@@ -65,7 +72,8 @@ async fn exec_hook_failure_message() {
         ..LifecycleHandler::default()
     };
     let outcome = run_hook(&hook, &target(&[]), &runner).await;
-    let expected = "Exec lifecycle hook ([drain --now]) for Container \"app\" in Pod \"web_default(uid-1)\" failed - \
+    let expected =
+        "Exec lifecycle hook ([drain --now]) for Container \"app\" in Pod \"web_default(uid-1)\" failed - \
                     error: command 'drain --now' exited with 3: boom, message: \"boom\"";
     assert_eq!(outcome.result, Err(expected.to_string()));
     assert_eq!(HookKind::PreStop.failure_reason(), "FailedPreStopHook");

@@ -74,7 +74,9 @@ where
 {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    // A TLS ClientHello (record type 0x16) never ends like an HTTP head; answer it at once, as a
+    // plain HTTP server does.
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.first() != Some(&0x16) {
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -165,8 +167,12 @@ impl ExecRunner for FakeRunner {
         self.calls.lock().unwrap().push((name.clone(), Instant::now()));
         let behave = self.behave.lock().unwrap().get(&name).cloned().unwrap_or(Behave::Exit(0, ""));
         match behave {
-            Behave::Exit(code, output) => Ok(ExecResult { exit_code: code, output: output.as_bytes().to_vec() }),
-            Behave::CannotStart => Err(ExecError::Start(format!("exec: {name:?}: executable file not found in $PATH"))),
+            Behave::Exit(code, output) => {
+                Ok(ExecResult { exit_code: code, output: output.as_bytes().to_vec() })
+            }
+            Behave::CannotStart => {
+                Err(ExecError::Start(format!("exec: {name:?}: executable file not found in $PATH")))
+            }
             Behave::TimeOut => Err(ExecError::TimedOut),
         }
     }

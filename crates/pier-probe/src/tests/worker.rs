@@ -60,7 +60,10 @@ impl Harness {
 
     /// Only `Ready`/`Started` changes.
     fn states(&self) -> Vec<(u64, ProbeUpdate)> {
-        self.updates().into_iter().filter(|(_, u)| matches!(u, ProbeUpdate::Ready(_) | ProbeUpdate::Started(_))).collect()
+        self.updates()
+            .into_iter()
+            .filter(|(_, u)| matches!(u, ProbeUpdate::Ready(_) | ProbeUpdate::Started(_)))
+            .collect()
     }
 }
 
@@ -68,7 +71,10 @@ impl Harness {
 async fn initial_delay_holds_the_first_probe_until_a_tick_after_it() {
     let mut probe = exec("ready", 10);
     probe.initial_delay_seconds = Some(5);
-    let h = Harness::start(Container { name: "app".into(), readiness_probe: Some(probe), ..Container::default() }, false);
+    let h = Harness::start(
+        Container { name: "app".into(), readiness_probe: Some(probe), ..Container::default() },
+        false,
+    );
     h.at(25.5).await;
     // Ticks at 0 (before the delay), 10, 20: upstream probes on ticks, not when the delay ends.
     assert_eq!(h.calls("ready"), vec![10, 20]);
@@ -82,7 +88,10 @@ async fn initial_delay_holds_the_first_probe_until_a_tick_after_it() {
 async fn liveness_restarts_after_failure_threshold_then_holds() {
     let mut probe = exec("live", 10);
     probe.termination_grace_period_seconds = Some(7);
-    let h = Harness::start(Container { name: "app".into(), liveness_probe: Some(probe), ..Container::default() }, false);
+    let h = Harness::start(
+        Container { name: "app".into(), liveness_probe: Some(probe), ..Container::default() },
+        false,
+    );
     h.runner.set("live", Behave::Exit(1, "not ok"));
     h.at(55.5).await;
     assert_eq!(h.calls("live"), vec![0, 10, 20], "no probes after the restart request");
@@ -99,12 +108,18 @@ async fn liveness_restarts_after_failure_threshold_then_holds() {
     assert!(updates.contains(&(20, restart.clone())));
     assert_eq!(restart.event().unwrap().reason, "Killing");
     let event = updates[2].1.event().unwrap();
-    assert_eq!((event.type_, event.reason, event.message.as_str()), ("Warning", "Unhealthy", "Liveness probe failed: not ok"));
+    assert_eq!(
+        (event.type_, event.reason, event.message.as_str()),
+        ("Warning", "Unhealthy", "Liveness probe failed: not ok")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn liveness_failures_must_be_consecutive() {
-    let h = Harness::start(Container { name: "app".into(), liveness_probe: Some(exec("live", 10)), ..Container::default() }, false);
+    let h = Harness::start(
+        Container { name: "app".into(), liveness_probe: Some(exec("live", 10)), ..Container::default() },
+        false,
+    );
     h.runner.set("live", Behave::Exit(1, ""));
     h.at(15.5).await; // failures at 0, 10
     h.runner.set("live", Behave::Exit(0, ""));
@@ -120,7 +135,10 @@ async fn liveness_failures_must_be_consecutive() {
 async fn readiness_flips_within_one_period() {
     let mut probe = exec("ready", 10);
     probe.failure_threshold = Some(1);
-    let h = Harness::start(Container { name: "app".into(), readiness_probe: Some(probe), ..Container::default() }, false);
+    let h = Harness::start(
+        Container { name: "app".into(), readiness_probe: Some(probe), ..Container::default() },
+        false,
+    );
     h.at(13.0).await;
     h.runner.set("ready", Behave::Exit(1, "db down"));
     h.at(23.0).await;
@@ -173,7 +191,8 @@ async fn startup_gates_liveness_and_readiness() {
 
 #[tokio::test(start_paused = true)]
 async fn startup_failure_requests_restart() {
-    let container = Container { name: "app".into(), startup_probe: Some(exec("start", 5)), ..Container::default() };
+    let container =
+        Container { name: "app".into(), startup_probe: Some(exec("start", 5)), ..Container::default() };
     let h = Harness::start(container, false);
     h.runner.set("start", Behave::Exit(1, ""));
     h.at(30.5).await;
@@ -188,7 +207,10 @@ async fn startup_failure_requests_restart() {
 
 #[tokio::test(start_paused = true)]
 async fn errored_attempts_are_retried_and_discarded() {
-    let h = Harness::start(Container { name: "app".into(), liveness_probe: Some(exec("live", 10)), ..Container::default() }, false);
+    let h = Harness::start(
+        Container { name: "app".into(), liveness_probe: Some(exec("live", 10)), ..Container::default() },
+        false,
+    );
     h.runner.set("live", Behave::CannotStart);
     h.at(45.5).await;
     assert_eq!(h.calls("live"), vec![0, 0, 0, 10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40]);
@@ -203,7 +225,10 @@ async fn errored_attempts_are_retried_and_discarded() {
 
 #[tokio::test(start_paused = true)]
 async fn jitter_delays_only_the_first_probe_after_an_agent_restart() {
-    let h = Harness::start(Container { name: "app".into(), liveness_probe: Some(exec("live", 10)), ..Container::default() }, true);
+    let h = Harness::start(
+        Container { name: "app".into(), liveness_probe: Some(exec("live", 10)), ..Container::default() },
+        true,
+    );
     h.at(40.0).await;
     let calls = h.calls("live");
     assert!(calls[0] < 10, "{calls:?}");
