@@ -93,16 +93,18 @@ pub fn start<K: Clone + Send + 'static>(
     log_path: &Path,
     notify: mpsc::UnboundedSender<K>,
     key: K,
-) -> Result<Instance, Terminated> {
+) -> Result<Instance, Box<Terminated>> {
     let started_at = Timestamp::now();
-    let fail = |message: String| Terminated {
-        exit_code: 128,
-        signal: None,
-        reason: "StartError".to_string(),
-        message: Some(message),
-        started_at: Some(started_at),
-        finished_at: Timestamp::now(),
-        container_id: Some(id.clone()),
+    let fail = |message: String| {
+        Box::new(Terminated {
+            exit_code: 128,
+            signal: None,
+            reason: "StartError".to_string(),
+            message: Some(message),
+            started_at: Some(started_at),
+            finished_at: Timestamp::now(),
+            container_id: Some(id.clone()),
+        })
     };
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)

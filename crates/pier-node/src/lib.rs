@@ -68,6 +68,9 @@ pub struct ConfigFailure {
     pub message: String,
 }
 
+/// A pod the node runs: namespace, name, and what its worker shares.
+pub type RunningPod = (String, String, Arc<Mutex<PodShared>>);
+
 /// What every pod worker shares.
 pub struct Node {
     pub client: Client,
@@ -88,7 +91,7 @@ pub struct Node {
     /// first period, as upstream's jitter after a kubelet restart).
     pub started_at: tokio::time::Instant,
     /// Running pods by uid, for the streaming endpoint.
-    pub pods: Mutex<HashMap<String, (String, String, Arc<Mutex<PodShared>>)>>,
+    pub pods: Mutex<HashMap<String, RunningPod>>,
 }
 
 impl Node {

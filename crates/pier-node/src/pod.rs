@@ -295,7 +295,7 @@ impl PodWorker {
                 self.container_event(index, EventType::Warning, "Failed", &format!("Error: {message}")).await;
                 self.containers[index].ever_ran = true;
                 self.containers[index].instance = None;
-                self.after_exit(index, term).await;
+                self.after_exit(index, *term).await;
             }
         }
     }
