@@ -119,7 +119,10 @@ pub fn start<K: Clone + Send + 'static>(
     cmd.env = launch.env;
     cmd.working_dir = launch.working_dir;
     cmd.stdin = Stdio::null();
-    let mut child = spawn_tokio(&spec, cmd).map_err(|e| fail(start_error_message(&e)))?;
+    // Starting waits for the child's exec (the sandbox steps run before it), so it
+    // runs off the async workers.
+    let spawned = tokio::task::block_in_place(|| spawn_tokio(&spec, cmd));
+    let mut child = spawned.map_err(|e| fail(start_error_message(&e)))?;
     let pid = child.id().unwrap_or(0);
     let writer = pier_logs::LogWriter::create(log_path)
         .map_err(|e| fail(format!("opening {}: {e}", log_path.display())))?;

@@ -133,14 +133,28 @@ impl PodWorker {
         self.pod.metadata.deletion_timestamp.is_some()
     }
 
+    /// Records an event without waiting for it: status writes must not queue behind
+    /// events.
     async fn event(&self, kind: EventType, reason: &str, message: &str) {
-        self.node.recorder.record(&reference(&self.pod), kind, reason, message).await;
+        self.record(reference(&self.pod), kind, reason, message);
     }
 
     async fn container_event(&self, index: usize, kind: EventType, reason: &str, message: &str) {
         let mut r = reference(&self.pod);
         r.field_path = Some(format!("spec.containers{{{}}}", self.containers[index].spec.name));
-        self.node.recorder.record(&r, kind, reason, message).await;
+        self.record(r, kind, reason, message);
+    }
+
+    fn record(
+        &self,
+        regarding: k8s_openapi::api::core::v1::ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let recorder = self.node.recorder.clone();
+        let (reason, message) = (reason.to_string(), message.to_string());
+        tokio::spawn(async move { recorder.record(&regarding, kind, &reason, &message).await });
     }
 
     fn view(&self) -> PodView {
@@ -637,7 +651,10 @@ pub async fn run(
         shared,
     };
     if !w.deleting() {
-        match sandbox::create(&w.node, &w.pod, &w.uid).await {
+        let t0 = std::time::Instant::now();
+        let created = sandbox::create(&w.node, &w.pod, &w.uid).await;
+        tracing::debug!(pod = %w.name(), took_ms = t0.elapsed().as_millis() as u64, "sandbox");
+        match created {
             Ok(sb) => w.sandbox = Some(sb),
             Err(message) => {
                 w.event(EventType::Warning, "FailedCreatePodSandBox", &message).await;
@@ -655,12 +672,16 @@ pub async fn run(
             let now = Instant::now();
             for i in 0..w.containers.len() {
                 if w.containers[i].start_at.is_some_and(|t| t <= now) {
+                    let t0 = std::time::Instant::now();
                     w.start_container(i).await;
+                    tracing::debug!(pod = %w.name(), took_ms = t0.elapsed().as_millis() as u64, "start");
                 }
             }
         }
+        let t0 = std::time::Instant::now();
         w.publish().await;
         w.write_status().await;
+        tracing::debug!(pod = %w.name(), took_ms = t0.elapsed().as_millis() as u64, "status");
         let wake = w.next_wake();
         tokio::select! {
             changed = updates.changed() => {
@@ -674,5 +695,31 @@ pub async fn run(
             Some(ev) = w.events.recv() => w.handle(ev).await,
             _ = async { if let Some(t) = wake { tokio::time::sleep_until(t).await } else { std::future::pending::<()>().await } } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_back_off_doubles_to_five_minutes() {
+        let mut current = None;
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let next = next_backoff(current);
+            seen.push(next.as_secs());
+            current = Some(next);
+        }
+        assert_eq!(seen, vec![10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert!(should_restart("Always", 0));
+        assert!(should_restart("Always", 1));
+        assert!(!should_restart("OnFailure", 0));
+        assert!(should_restart("OnFailure", 137));
+        assert!(!should_restart("Never", 1));
     }
 }

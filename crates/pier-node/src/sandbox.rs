@@ -82,7 +82,10 @@ pub async fn create(node: &Node, pod: &Pod, uid: &str) -> Result<Sandbox, String
     net.node_ns = Netns::Host;
     // A leftover from a crashed run with the same uid would make the plan fail.
     let _ = apply_teardown(&node.applier, &net.render_teardown()).await;
-    if let Err(e) = apply_plan(&node.applier, &net.render_setup()).await {
+    let t0 = std::time::Instant::now();
+    let applied = apply_plan(&node.applier, &net.render_setup()).await;
+    tracing::debug!(uid, took_ms = t0.elapsed().as_millis() as u64, "network");
+    if let Err(e) = applied {
         let _ = node.ipam.lock().await.release(uid);
         return Err(format!("failed to set up sandbox network: {e}"));
     }

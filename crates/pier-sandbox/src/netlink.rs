@@ -7,17 +7,20 @@
 //! in, so the async requests afterwards run on the caller's runtime as usual, and the
 //! caller's own threads never change namespace.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::{
+    packet_route::link::{InfoData, InfoKind, InfoVeth},
     Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
@@ -134,25 +137,62 @@ fn write_sysctl(ns: &NetnsName, key: &crate::plan::SysctlKey, value: &str) -> Re
 /// runtime.
 #[derive(Debug, Default, Clone)]
 pub struct NetlinkApplier {
-    _private: (),
+    /// One netlink connection per namespace, opened on first use: opening one means a
+    /// thread that enters the namespace, which would otherwise be paid per operation.
+    connections: Arc<Mutex<HashMap<Netns, Handle>>>,
 }
 
 impl NetlinkApplier {
-    /// A new applier; it holds no sockets between operations, so a namespace that was
-    /// deleted and made again under the same name is never confused with the old one.
+    /// A new applier. Connections are kept per namespace and dropped when this applier
+    /// adds or deletes that namespace, so a namespace made again under the same name is
+    /// never confused with the old one.
     pub fn new() -> Self {
         Self::default()
     }
+
+    async fn handle(&self, ns: &Netns) -> Result<Handle, OpError> {
+        if let Some(h) = self.connections.lock().ok().and_then(|c| c.get(ns).cloned()) {
+            return Ok(h);
+        }
+        let h = connect(ns).await?;
+        if let Ok(mut c) = self.connections.lock() {
+            c.insert(ns.clone(), h.clone());
+        }
+        Ok(h)
+    }
+
+    fn forget(&self, name: &NetnsName) {
+        if let Ok(mut c) = self.connections.lock() {
+            c.remove(&Netns::Named(name.clone()));
+        }
+    }
 }
 
-fn connect(ns: &Netns) -> Result<Handle, OpError> {
-    // The socket registers with the caller's tokio reactor while it is created, on the
-    // namespace thread, so that thread enters the caller's runtime first.
+/// Runs blocking namespace work (thread switches, mounts) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(OpError::Sys {
+            op: "run blocking namespace work",
+            path: PathBuf::new(),
+            source: io::Error::other(e),
+        })
+    })
+}
+
+async fn connect(ns: &Netns) -> Result<Handle, OpError> {
+    // The socket registers with the runtime's reactor while it is created, on the
+    // namespace thread, so that thread enters the runtime first.
     let runtime = tokio::runtime::Handle::current();
-    let (conn, handle, _) = in_netns(ns, || {
-        let _entered = runtime.enter();
-        rtnetlink::new_connection().map_err(sys("open netlink socket in", Path::new("netns")))
-    })?;
+    let target = ns.clone();
+    let (conn, handle, _) = blocking(move || {
+        in_netns(&target, || {
+            let _entered = runtime.enter();
+            rtnetlink::new_connection().map_err(sys("open netlink socket in", Path::new("netns")))
+        })
+    })
+    .await?;
     tokio::spawn(conn);
     Ok(handle)
 }
@@ -186,22 +226,49 @@ fn libc_enodev() -> i32 {
 impl NetApplier for NetlinkApplier {
     async fn apply(&self, op: &NetOp) -> Result<(), OpError> {
         match op {
-            NetOp::AddNetns { name } => create_netns(name),
-            NetOp::DelNetns { name } => delete_netns(name),
-            NetOp::Sysctl { ns, key, value } => write_sysctl(ns, key, value),
+            NetOp::AddNetns { name } => {
+                self.forget(name);
+                let name = name.clone();
+                blocking(move || create_netns(&name)).await
+            }
+            NetOp::DelNetns { name } => {
+                self.forget(name);
+                let name = name.clone();
+                blocking(move || delete_netns(&name)).await
+            }
+            NetOp::Sysctl { ns, key, value } => {
+                let (ns, key, value) = (ns.clone(), key.clone(), value.clone());
+                blocking(move || write_sysctl(&ns, &key, &value)).await
+            }
             NetOp::AddBridge { ns, name } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 // Not LinkBridge::new, which also sets the link up: up is its own step.
                 let msg = LinkMessageBuilder::<LinkBridge>::new(name.as_str()).build();
                 h.link().add(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::AddVeth { ns, name, peer } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let msg = LinkVeth::new(name.as_str(), peer.as_str()).build();
                 h.link().add(msg).execute().await.map_err(OpError::Netlink)
             }
+            NetOp::AddVethInto { ns, name, peer, peer_ns } => {
+                let h = self.handle(ns).await?;
+                let target = open_netns(peer_ns)?;
+                let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+                    .name(peer.as_str().to_string())
+                    .setns_by_fd(target.as_raw_fd())
+                    .build();
+                let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                    .name(name.as_str().to_string())
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+                    .build();
+                // `target` stays open until the request has been answered.
+                let r = h.link().add(msg).execute().await.map_err(OpError::Netlink);
+                drop(target);
+                r
+            }
             NetOp::MoveLink { ns, name, to } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, name).await?;
                 let target = open_netns(to)?;
                 let msg = LinkUnspec::new_with_index(idx).setns_by_fd(target.as_raw_fd()).build();
@@ -211,13 +278,13 @@ impl NetApplier for NetlinkApplier {
                 r
             }
             NetOp::RenameLink { ns, name, new_name } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, name).await?;
                 let msg = LinkUnspec::new_with_index(idx).name(new_name.as_str()).build();
                 h.link().set(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::AddAddr { ns, dev, addr } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, dev).await?;
                 h.address()
                     .add(idx, IpAddr::V4(addr.addr()), addr.prefix())
@@ -226,19 +293,19 @@ impl NetApplier for NetlinkApplier {
                     .map_err(OpError::Netlink)
             }
             NetOp::LinkUp { ns, dev } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, dev).await?;
                 let msg = LinkUnspec::new_with_index(idx).up().build();
                 h.link().set(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::AddDefaultRoute { ns, via, dev } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, dev).await?;
                 let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(*via).output_interface(idx).build();
                 h.route().add(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::AddRoute { ns, dst, via } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let msg = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(dst.addr(), dst.prefix())
                     .gateway(*via)
@@ -246,20 +313,20 @@ impl NetApplier for NetlinkApplier {
                 h.route().add(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::SetMaster { ns, dev, master } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, dev).await?;
                 let master_idx = need_index(&h, ns, master).await?;
                 let msg = LinkUnspec::new_with_index(idx).controller(master_idx).build();
                 h.link().set(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::SetHairpin { ns, dev, on } => {
-                let h = connect(ns)?;
+                let h = self.handle(ns).await?;
                 let idx = need_index(&h, ns, dev).await?;
                 let msg = LinkBridgePort::new(idx).hairpin(*on).build();
                 h.link().set_port(msg).execute().await.map_err(OpError::Netlink)
             }
             NetOp::DelLink { ns, name } => {
-                let h = match connect(ns) {
+                let h = match self.handle(ns).await {
                     // The namespace is gone, and the link with it.
                     Err(OpError::NoSuchNetns(_)) => return Ok(()),
                     other => other?,

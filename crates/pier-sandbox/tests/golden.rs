@@ -105,7 +105,7 @@ fn failed_plan_rolls_back_newest_first() {
     );
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let err = rt.block_on(apply_plan(&applier, &p.render_setup())).expect_err("injected failure");
-    assert_eq!(err.step, 7);
+    assert_eq!(err.step, 5);
     assert_eq!(err.rolled_back, 2);
     assert!(err.rollback_failures.is_empty());
     check("pod_network_rollback.txt", &applier.text());

@@ -228,3 +228,52 @@ pub async fn stop_node(child: &mut tokio::process::Child, grace: Duration) {
 pub fn underlay_listen(net: &ClusterNetwork) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(net.bridge_ip()), 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_fit_a_link_name() {
+        assert_eq!(bridge_name("pier").expect("name").as_str(), "pier");
+        assert_eq!(bridge_name("pier-t5").expect("name").as_str(), "pier-t5");
+        assert_eq!(bridge_name("lab").expect("name").as_str(), "pier-lab");
+        let long = bridge_name("pier-a-very-long-cluster-name").expect("name");
+        assert!(long.as_str().starts_with("pier-") && long.as_str().len() <= 15, "{long:?}");
+    }
+
+    #[test]
+    fn two_nodes_get_addresses_cidrs_and_routes_to_each_other() {
+        let net = ClusterNetwork::plan(
+            "pier-t5",
+            "172.31.5.0/24".parse().expect("cidr"),
+            "10.244.0.0/16".parse().expect("cidr"),
+            2,
+        )
+        .expect("plan");
+        assert_eq!(net.bridge_ip().to_string(), "172.31.5.1");
+        let text: Vec<String> = net.render_setup().iter().map(ToString::to_string).collect();
+        let text = text.join("\n");
+        for line in [
+            "ip link add pier-t5 type bridge",
+            "ip addr add 172.31.5.1/24 dev pier-t5",
+            "ip -n pier-t5-pier-node-0 addr add 172.31.5.10/24 dev eth0",
+            "ip -n pier-t5-pier-node-0 addr add 10.244.0.1/24 dev cbr0",
+            "ip -n pier-t5-pier-node-1 addr add 172.31.5.11/24 dev eth0",
+            "ip -n pier-t5-pier-node-1 addr add 10.244.1.1/24 dev cbr0",
+            "ip -n pier-t5-pier-node-0 route add 10.244.1.0/24 via 172.31.5.11",
+            "ip -n pier-t5-pier-node-1 route add 10.244.0.0/24 via 172.31.5.10",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        let down: Vec<String> = net.render_teardown().iter().map(ToString::to_string).collect();
+        assert_eq!(down.last().map(String::as_str), Some("ip link del pier-t5"));
+        assert!(ClusterNetwork::plan(
+            "x",
+            "172.31.5.0/24".parse().expect("cidr"),
+            "10.244.0.0/24".parse().expect("cidr"),
+            2
+        )
+        .is_err());
+    }
+}
