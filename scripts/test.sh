@@ -14,4 +14,6 @@ cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # Benchmarks run in CI only as smoke checks: they must run, their numbers are not judged.
 bench/run.sh --smoke
+cargo build --release --locked -q -p pier -p pier-bench-node
+timeout --kill-after=5 180 "$CARGO_TARGET_DIR/release/pier-bench-node" --smoke --pier-bin "$CARGO_TARGET_DIR/release/pier"
 cargo test --locked --workspace

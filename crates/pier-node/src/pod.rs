@@ -672,16 +672,12 @@ pub async fn run(
             let now = Instant::now();
             for i in 0..w.containers.len() {
                 if w.containers[i].start_at.is_some_and(|t| t <= now) {
-                    let t0 = std::time::Instant::now();
                     w.start_container(i).await;
-                    tracing::debug!(pod = %w.name(), took_ms = t0.elapsed().as_millis() as u64, "start");
                 }
             }
         }
-        let t0 = std::time::Instant::now();
         w.publish().await;
         w.write_status().await;
-        tracing::debug!(pod = %w.name(), took_ms = t0.elapsed().as_millis() as u64, "status");
         let wake = w.next_wake();
         tokio::select! {
             changed = updates.changed() => {
