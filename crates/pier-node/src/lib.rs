@@ -68,6 +68,22 @@ pub struct ConfigFailure {
     pub message: String,
 }
 
+/// An event waiting for the event sender.
+#[derive(Debug)]
+pub struct PendingEvent {
+    pub regarding: k8s_openapi::api::core::v1::ObjectReference,
+    pub kind: pier_controllers::events::EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Sends queued events in order until every sender is gone.
+async fn send_events(recorder: Recorder, mut queue: tokio::sync::mpsc::UnboundedReceiver<PendingEvent>) {
+    while let Some(e) = queue.recv().await {
+        recorder.record(&e.regarding, e.kind, &e.reason, &e.message).await;
+    }
+}
+
 /// A pod the node runs: namespace, name, and what its worker shares.
 pub type RunningPod = (String, String, Arc<Mutex<PodShared>>);
 
@@ -80,7 +96,9 @@ pub struct Node {
     /// The node's network plan, for planning pod networks on `cbr0`.
     pub network: NodeNetwork,
     pub cluster_dns: ClusterDns,
-    pub recorder: Recorder,
+    /// Events go through one sender, one at a time, as the kubelet's event broadcaster
+    /// queues them: during a burst of pod starts they must not crowd out status writes.
+    pub events: tokio::sync::mpsc::UnboundedSender<PendingEvent>,
     /// Every Service, for the service environment variables.
     pub services: kube::runtime::reflector::Store<Service>,
     /// The image table (built in, plus the data directory's `images.yaml`).
@@ -187,6 +205,9 @@ pub async fn run(
     // mount namespace, and pods get fresh containers (as after a kubelet restart).
     let _ = std::fs::remove_dir_all(config.dir.join("pods"));
     let ipam = PodIpAllocator::open(&config.dir, config.pod_cidr).context("opening pod IP allocations")?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder::new(client.clone(), "kubelet").with_host(&config.name);
+    let event_sender = tokio::spawn(send_events(recorder, events_rx));
     let images = pier_runspec::ImageTable::load(&config.images_dir, &config.self_exe)
         .context("loading the image table")?;
     let (services, services_writer) = kube::runtime::reflector::store();
@@ -210,7 +231,7 @@ pub async fn run(
             servers: vec![IpAddr::V4(config.cluster_dns)],
             domain: config.cluster_domain.clone(),
         },
-        recorder: Recorder::new(client.clone(), "kubelet").with_host(&config.name),
+        events: events_tx,
         config: config.clone(),
         ipam: Mutex::new(ipam),
         applier: NetlinkApplier::new(),
@@ -234,6 +255,7 @@ pub async fn run(
     shutdown.await;
     heartbeat.abort();
     serving.abort();
+    event_sender.abort();
     services_task.abort();
     syncing.abort();
     let _ = syncing.await;

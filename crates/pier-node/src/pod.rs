@@ -152,9 +152,12 @@ impl PodWorker {
         reason: &str,
         message: &str,
     ) {
-        let recorder = self.node.recorder.clone();
-        let (reason, message) = (reason.to_string(), message.to_string());
-        tokio::spawn(async move { recorder.record(&regarding, kind, &reason, &message).await });
+        let _ = self.node.events.send(crate::PendingEvent {
+            regarding,
+            kind,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        });
     }
 
     fn view(&self) -> PodView {
