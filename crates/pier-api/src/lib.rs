@@ -6,6 +6,7 @@
 //! component build on it.
 
 pub mod field;
+pub mod gofmt;
 pub mod names;
 pub mod registry;
 

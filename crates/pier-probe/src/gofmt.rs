@@ -4,34 +4,11 @@
 //! rules that leak into those strings are reproduced here: `%q` quoting, `time.Duration`'s `%v`, and
 //! the wording of `net` errors.
 
-use std::fmt::Write as _;
 use std::io;
 use std::time::Duration;
 
 /// Go's `%q` for a string: double-quoted with Go escapes.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use pier_api::gofmt::quote;
 
 /// Go's `%v` for a `time.Duration`, e.g. `1s`, `1m30s`, `1.5s`, `500ms`.
 pub(crate) fn duration(d: Duration) -> String {

@@ -331,8 +331,6 @@ pub struct NodeNetwork {
     pub pod_bridge_addr: Ipv4Cidr,
     /// The underlay end of the node's veth (on the underlay bridge).
     pub underlay_veth: IfName,
-    /// The node end's name before it is renamed to `eth0` inside the node namespace.
-    pub underlay_veth_peer: IfName,
     /// Sysctls written inside the node namespace.
     pub sysctls: Vec<(SysctlKey, String)>,
 }
@@ -352,7 +350,6 @@ impl NodeNetwork {
         Ok(Self {
             underlay,
             underlay_veth: IfName::new(format!("pn{h}"))?,
-            underlay_veth_peer: IfName::new(format!("pt{h}"))?,
             netns,
             node_ip,
             pod_bridge: IfName::new("cbr0")?,
@@ -388,7 +385,6 @@ impl NodeNetwork {
             bridge: self.pod_bridge.clone(),
             netns,
             host_veth: IfName::new(format!("veth{h}"))?,
-            peer_veth: IfName::new(format!("tmp{h}"))?,
             ip: Ipv4Cidr::new(ip, cidr.prefix())?,
             gateway,
         })
@@ -451,8 +447,6 @@ pub struct PodNetwork {
     pub netns: NetnsName,
     /// The host end, `veth` + 10 hex digits of the pod uid's hash (14 bytes).
     pub host_veth: IfName,
-    /// The pod end's name before it becomes `eth0`, `tmp` + the same digits.
-    pub peer_veth: IfName,
     /// The pod IP with the pod CIDR's prefix.
     pub ip: Ipv4Cidr,
     /// The default gateway (the bridge's address).

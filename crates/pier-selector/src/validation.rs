@@ -13,29 +13,7 @@ pub(crate) fn label_value_errors(value: &str) -> Vec<String> {
 }
 
 /// Go's `%q` for a string (`strconv.Quote`), which upstream uses for bad values.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use pier_api::gofmt::quote as go_quote;
 
 /// One invalid field, rendered as upstream's `field.Error` of type `FieldValueInvalid`:
 /// `<field>: Invalid value: <value>: <detail>`.

@@ -6,7 +6,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
@@ -17,7 +16,7 @@ use crate::request::ExecRequest;
 use crate::spdy::frame::RST_PROTOCOL_ERROR;
 use crate::spdy::{Session, Stream, StreamSender};
 use crate::status::{error_channel_payload, exec_status, ExecOutcome};
-use crate::upgrade::{negotiate, Body, Transport};
+use crate::upgrade::{negotiate, take_over, Body, Transport};
 use crate::ws;
 
 /// WebSocket subprotocols for exec/attach, best first.
@@ -79,23 +78,13 @@ where
         Ok(t) => t,
         Err(resp) => return *resp,
     };
-    let on_upgrade = hyper::upgrade::on(req);
-    let response = transport.response();
-    tokio::spawn(async move {
-        let io = match on_upgrade.await {
-            Ok(upgraded) => TokioIo::new(upgraded),
-            Err(e) => {
-                tracing::debug!("exec: upgrade failed: {e}");
-                return;
-            }
-        };
+    take_over(req, transport, "exec", move |io, transport| async move {
         let protocol = transport.protocol().to_string();
         match transport {
             Transport::WebSocket { .. } => exec_over_websocket(io, &protocol, exec, handler).await,
             Transport::Spdy { .. } => exec_over_spdy(io, &protocol, exec, handler).await,
         }
-    });
-    response
+    })
 }
 
 fn json_status(protocol: &str) -> bool {

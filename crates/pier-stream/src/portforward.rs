@@ -6,12 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::spdy::frame::RST_PROTOCOL_ERROR;
 use crate::spdy::{Session, Stream};
-use crate::upgrade::{negotiate, Body, Transport};
+use crate::upgrade::{negotiate, take_over, Body, Transport};
 use crate::ws;
 
 /// The SPDY port-forward protocol.
@@ -33,16 +32,7 @@ where
         Ok(t) => t,
         Err(resp) => return *resp,
     };
-    let on_upgrade = hyper::upgrade::on(req);
-    let response = transport.response();
-    tokio::spawn(async move {
-        let io = match on_upgrade.await {
-            Ok(upgraded) => TokioIo::new(upgraded),
-            Err(e) => {
-                tracing::debug!("port-forward: upgrade failed: {e}");
-                return;
-            }
-        };
+    take_over(req, transport, "port-forward", move |io, transport| async move {
         let session = match transport {
             Transport::WebSocket { .. } => Session::new(ws::tunnel(io).await),
             Transport::Spdy { .. } => Session::new(io),
@@ -51,8 +41,7 @@ where
             Ok(session) => port_forward_session(session, pod, connect).await,
             Err(e) => tracing::warn!("port-forward: cannot start spdy session: {e}"),
         }
-    });
-    response
+    })
 }
 
 #[derive(Default)]

@@ -157,6 +157,29 @@ fn go_list<S: AsRef<str>>(items: &[S]) -> String {
     format!("[{}]", parts.join(" "))
 }
 
+/// Answers an upgrade request the caller has negotiated: returns the 101 response and
+/// spawns a task that waits for the upgraded connection and hands it to `run`.
+pub(crate) fn take_over<B, R, Fut>(
+    req: &mut Request<B>,
+    transport: Transport,
+    what: &'static str,
+    run: R,
+) -> Response<Body>
+where
+    R: FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>, Transport) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(req);
+    let response = transport.response();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(hyper_util::rt::TokioIo::new(upgraded), transport).await,
+            Err(e) => tracing::debug!("{what}: upgrade failed: {e}"),
+        }
+    });
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
