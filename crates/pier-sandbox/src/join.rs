@@ -17,7 +17,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -297,16 +297,11 @@ fn start<T>(
     let spawned = spawn(command);
     match spawned {
         Ok(child) => Ok(child),
-        Err(source) => {
-            let mut buf = Vec::new();
-            let _ = File::from(err_read).read_to_end(&mut buf);
-            let index = buf.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_ne_bytes);
-            match index.and_then(|i| names.get(i as usize)) {
-                Some(step) => Err(ExecError::Step { step: step.clone(), source }),
-                None if source.kind() == io::ErrorKind::NotFound => Err(ExecError::NotFound { program }),
-                None => Err(ExecError::Exec { program, source }),
-            }
-        }
+        Err(source) => match crate::spawn::failed_step(err_read, &names) {
+            Some(step) => Err(ExecError::Step { step, source }),
+            None if source.kind() == io::ErrorKind::NotFound => Err(ExecError::NotFound { program }),
+            None => Err(ExecError::Exec { program, source }),
+        },
     }
 }
 

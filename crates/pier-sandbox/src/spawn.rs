@@ -338,14 +338,18 @@ fn spawn_with<T>(
     let spawned = start(command);
     match spawned {
         Ok(child) => Ok(child),
-        Err(source) => {
-            let mut buf = Vec::new();
-            let _ = File::from(err_read).read_to_end(&mut buf);
-            let index = buf.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_ne_bytes);
-            match index.and_then(|i| names.get(i as usize)) {
-                Some(step) => Err(SpawnError::Step { step: step.clone(), source }),
-                None => Err(SpawnError::Exec { program, source }),
-            }
-        }
+        Err(source) => match failed_step(err_read, &names) {
+            Some(step) => Err(SpawnError::Step { step, source }),
+            None => Err(SpawnError::Exec { program, source }),
+        },
     }
+}
+
+/// The name of the step a child reported on its error pipe before `exec` failed, or
+/// `None` when it got as far as `exec` itself. Call after the command was dropped.
+pub(crate) fn failed_step(err_read: std::os::fd::OwnedFd, names: &[String]) -> Option<String> {
+    let mut buf = Vec::new();
+    let _ = File::from(err_read).read_to_end(&mut buf);
+    let index = buf.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_ne_bytes)?;
+    names.get(usize::try_from(index).ok()?).cloned()
 }

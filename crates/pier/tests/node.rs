@@ -119,7 +119,12 @@ fn kubia_pods_run_on_the_node() {
     assert!(!Path::new(&marker).exists(), "the host sees {marker}");
 
     // Port-forward from the host to the pod.
-    let mut pf = c.kubectl_lines(&["port-forward", &b[0], ":8080"]).expect("port-forward starts");
+    let pf = c.kubectl_lines(&["port-forward", &b[0], ":8080"]).expect("port-forward starts");
+    assert_eq!(curl_forwarded(pf), format!("You've hit {}\n", b[0]));
+}
+
+/// Waits for `kubectl port-forward POD :8080` to listen, then GETs `/` through it.
+fn curl_forwarded(mut pf: pier_testkit::Lines) -> String {
     let line = pf.wait_line("forwarding", WAIT, |l| l.starts_with("Forwarding from 127.0.0.1:"));
     let port = line
         .trim_start_matches("Forwarding from 127.0.0.1:")
@@ -131,7 +136,7 @@ fn kubia_pods_run_on_the_node() {
         .args(["-s", &format!("http://127.0.0.1:{port}/")])
         .output()
         .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&got.stdout), format!("You've hit {}\n", b[0]));
+    String::from_utf8_lossy(&got.stdout).into_owned()
 }
 
 #[test]
@@ -143,19 +148,8 @@ fn exec_and_port_forward_with_kubectl_1_27_over_spdy() {
     let out = c.kubectl_with(&old, &["exec", "spdy", "--", "sh", "-c", "hostname; exit 3"], None);
     assert_eq!(out.code, Some(3), "{out:?}");
     assert_eq!(out.stdout, "spdy\n");
-    let mut pf = c.kubectl_lines_with(&old, &["port-forward", "pod/spdy", ":8080"]).expect("port-forward");
-    let line = pf.wait_line("forwarding", WAIT, |l| l.starts_with("Forwarding from 127.0.0.1:"));
-    let port = line
-        .trim_start_matches("Forwarding from 127.0.0.1:")
-        .split_whitespace()
-        .next()
-        .expect("port")
-        .to_string();
-    let got = std::process::Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{port}/")])
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&got.stdout), "You've hit spdy\n");
+    let pf = c.kubectl_lines_with(&old, &["port-forward", "pod/spdy", ":8080"]).expect("port-forward");
+    assert_eq!(curl_forwarded(pf), "You've hit spdy\n");
 }
 
 #[test]
