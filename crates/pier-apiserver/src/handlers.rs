@@ -63,6 +63,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
 
 impl Api {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        tracing::trace!(method = %req.method(), uri = %req.uri(), agent = ?req.headers().get(header::USER_AGENT), "request");
         let query = Query::parse(req.uri().query());
         let target = request::route(req.method(), req.uri().path(), &query);
         if let Target::Resource(r) = &target {
