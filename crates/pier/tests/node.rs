@@ -521,3 +521,56 @@ spec:
     let hit = c.kubectl(&["exec", "details", "-c", "first", "--", "curl", "-s", "http://127.0.0.1:8080"]);
     assert_eq!(hit.ok(), "You've hit details\n");
 }
+
+/// `kubectl logs -f` streams lines as the container writes them, `--since` filters by
+/// time, `port-forward svc/NAME` reaches a pod behind the service, and a pod cannot use
+/// the node's streaming endpoint (it has no client certificate).
+#[test]
+fn follow_logs_forward_to_a_service_and_keep_pods_off_the_node_endpoint() {
+    let c = cluster();
+    c.kubectl(&[
+        "run",
+        "ticker",
+        "--image=busybox",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done",
+    ])
+    .ok();
+    wait_running(&c, "run=ticker", 1);
+    let mut follow = c.kubectl_lines(&["logs", "-f", "ticker", "--tail=1"]).expect("logs -f");
+    let (first, _) = follow.wait_line_from(0, "a first line", WAIT, |l| l.starts_with("tick "));
+    // A line written after `logs -f` started arrives while it keeps running.
+    follow.wait_line_from(first + 2, "a later line", WAIT, |l| l.starts_with("tick "));
+    assert!(follow.running(), "logs -f ended early");
+    // Once the log spans well over a second, `--since=1s` shows only its end.
+    wait_for("eight ticks", WAIT, || {
+        let n = c.kubectl(&["logs", "ticker"]).ok().lines().count();
+        if n >= 8 {
+            Ok(())
+        } else {
+            Err(format!("{n} lines"))
+        }
+    });
+    let recent = c.kubectl(&["logs", "ticker", "--since=1s"]).ok().to_string();
+    let all = c.kubectl(&["logs", "ticker"]).ok().to_string();
+    assert!(!recent.is_empty() && recent.lines().count() < all.lines().count(), "{recent:?} vs {all:?}");
+    assert!(!recent.contains("tick 0\n"), "{recent}");
+
+    apply(&c, KUBIA_RC);
+    let rows = wait_running(&c, "app=kubia-rc", 3);
+    let names: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+    c.kubectl(&["expose", "rc", "kubia-rc", "--port=80", "--target-port=8080"]).ok();
+    let pf = c.kubectl_lines(&["port-forward", "svc/kubia-rc", ":80"]).expect("port-forward svc");
+    let hit = curl_forwarded(pf);
+    assert!(names.iter().any(|n| hit == format!("You've hit {n}\n")), "{hit} not from {names:?}");
+
+    // The node's endpoint answers only clients with a certificate from the cluster CA.
+    let node_ip = c.kubectl(&["get", "node", "pier-node-0", "-o", "jsonpath={.status.addresses[0].address}"]);
+    let url = format!("https://{}:10250/containerLogs/default/ticker/ticker", node_ip.ok());
+    let probe =
+        c.kubectl(&["exec", &names[0], "--", "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", &url]);
+    assert!(!probe.success() || probe.stdout.trim() == "000", "a pod reached the node endpoint: {probe:?}");
+}
