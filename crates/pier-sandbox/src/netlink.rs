@@ -128,9 +128,17 @@ pub fn delete_netns(name: &NetnsName) -> Result<(), OpError> {
 
 /// Writes `/proc/sys/<key>` inside a named namespace. `/proc/sys/net` shows the
 /// network namespace of the thread that opens it, so this never touches the host's.
+///
+/// The `net.bridge.*` keys exist only while the host has bridge netfilter
+/// (`br_netfilter`) loaded; loading a kernel module would change the whole machine, so
+/// without it they are skipped (the service proxy reports what it then cannot do).
 fn write_sysctl(ns: &NetnsName, key: &crate::plan::SysctlKey, value: &str) -> Result<(), OpError> {
     let path = Path::new("/proc/sys").join(key.proc_path());
-    in_netns(&Netns::Named(ns.clone()), || fs::write(&path, value).map_err(sys("write sysctl", &path)))
+    let optional = key.proc_path().starts_with("net/bridge/");
+    in_netns(&Netns::Named(ns.clone()), || match fs::write(&path, value) {
+        Err(e) if optional && e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other.map_err(sys("write sysctl", &path)),
+    })
 }
 
 /// The netlink [`NetApplier`]. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and a tokio
