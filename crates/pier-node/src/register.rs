@@ -160,10 +160,26 @@ pub async fn register(client: &Client, config: &NodeConfig) -> kube::Result<()> 
 /// Rewrites the Node's status (addresses, capacity, conditions with a fresh heartbeat).
 pub async fn report_status(client: &Client, config: &NodeConfig) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let status = node_object(config).status;
+    let mut status = node_object(config).status.unwrap_or_default();
+    if let Ok(current) = nodes.get_status(&config.name).await {
+        keep_transition_times(&mut status, current.status.as_ref());
+    }
     let patch = serde_json::json!({ "status": status });
     nodes.patch_status(&config.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+/// A condition's `lastTransitionTime` changes only when its status does: heartbeats
+/// keep the earlier time.
+pub fn keep_transition_times(new: &mut NodeStatus, old: Option<&NodeStatus>) {
+    let Some(old) = old.and_then(|o| o.conditions.as_ref()) else { return };
+    for c in new.conditions.iter_mut().flatten() {
+        if let Some(prev) = old.iter().find(|p| p.type_ == c.type_ && p.status == c.status) {
+            if prev.last_transition_time.is_some() {
+                c.last_transition_time = prev.last_transition_time.clone();
+            }
+        }
+    }
 }
 
 /// Renews the node's Lease, creating it when missing.
@@ -206,5 +222,39 @@ pub async fn heartbeat(client: Client, config: NodeConfig) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, at: i64) -> NodeCondition {
+        NodeCondition {
+            type_: type_.into(),
+            status: status.into(),
+            last_transition_time: Some(Time(Timestamp::from_second(at).expect("time"))),
+            ..NodeCondition::default()
+        }
+    }
+
+    #[test]
+    fn heartbeats_keep_transition_times_unless_the_status_changed() {
+        let old = NodeStatus {
+            conditions: Some(vec![condition("Ready", "True", 100), condition("DiskPressure", "True", 100)]),
+            ..NodeStatus::default()
+        };
+        let mut new = NodeStatus {
+            conditions: Some(vec![condition("Ready", "True", 200), condition("DiskPressure", "False", 200)]),
+            ..NodeStatus::default()
+        };
+        keep_transition_times(&mut new, Some(&old));
+        let times: Vec<i64> = new
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.last_transition_time.as_ref().map(|t| t.0.as_second()).unwrap_or_default())
+            .collect();
+        assert_eq!(times, vec![100, 200]);
     }
 }
