@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pier_sandbox::netlink::{create_netns, delete_netns};
+use pier_sandbox::netlink::create_netns;
 use pier_sandbox::rootfs::{self, GeneratedFiles, RootfsPlan};
 use pier_sandbox::{
     hostname_file, hosts_file, spawn, spawn_in, spawn_in_tty, ContainerCommand, ExecError, NetnsName,
@@ -21,38 +21,10 @@ use pier_sandbox::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::Cleanup;
+
 const DEADLINE: Duration = Duration::from_secs(20);
-
-#[derive(Default)]
-struct Cleanup {
-    children: Vec<Child>,
-    rootfs: Vec<RootfsPlan>,
-    netns: Vec<NetnsName>,
-    dirs: Vec<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            // std signals only children it has not reaped, so a reused PID is safe.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for plan in &self.rootfs {
-            if let Err(e) = rootfs::teardown(plan) {
-                eprintln!("cleanup: {e}: {:?}", e.source);
-            }
-        }
-        for name in &self.netns {
-            if let Err(e) = delete_netns(name) {
-                eprintln!("cleanup: delete netns {name}: {e}");
-            }
-        }
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("run ip {args:?}: {e}"));

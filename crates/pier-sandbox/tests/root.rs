@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{setns, CloneFlags};
-use pier_sandbox::netlink::{delete_netns, netns_path};
+use pier_sandbox::netlink::netns_path;
 use pier_sandbox::rootfs::{self, GeneratedFiles, RootfsPlan};
 use pier_sandbox::{
     apply_plan, apply_teardown, hostname_file, hosts_file, pod_resolv_conf, spawn, ClusterDns,
     ContainerCommand, DnsPolicy, NetApplier, NetOp, NetlinkApplier, Netns, NetnsName, NodeNetwork,
     PodIpAllocator, ResolvConf, SandboxSpec, Underlay,
 };
+
+mod common;
+use common::Cleanup;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -35,40 +38,6 @@ fn require_root() {
 
 fn ns(name: String) -> NetnsName {
     NetnsName::new(name).expect("valid netns name")
-}
-
-/// Removes everything a test made, in dependency order, also when it panics.
-#[derive(Default)]
-struct Cleanup {
-    children: Vec<Child>,
-    rootfs: Vec<RootfsPlan>,
-    netns: Vec<NetnsName>,
-    dirs: Vec<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            // std sends nothing to a child it has already reaped, so a PID reused by
-            // another process is never signalled.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for plan in &self.rootfs {
-            if let Err(e) = rootfs::teardown(plan) {
-                eprintln!("cleanup: {e}: {:?}", e.source);
-            }
-        }
-        // Deleting a namespace deletes every link in it; no link was made elsewhere.
-        for name in self.netns.iter().rev() {
-            if let Err(e) = delete_netns(name) {
-                eprintln!("cleanup: delete netns {name}: {e}");
-            }
-        }
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
