@@ -7,11 +7,10 @@
 //! tears the overlay down and deletes the namespace on drop, also when an assertion
 //! fails.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use pier_sandbox::netlink::create_netns;
 use pier_sandbox::rootfs::{self, GeneratedFiles, RootfsPlan};
@@ -22,45 +21,11 @@ use pier_sandbox::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::Cleanup;
-
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::{output, Cleanup, DEADLINE};
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("run ip {args:?}: {e}"));
     assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Output and exit code of a process, read within the deadline (killed otherwise).
-fn output(child: &mut Child) -> (String, String, i32) {
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        let _ = tx.send((1, s));
-    });
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        let _ = tx2.send((2, s));
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    for _ in 0..2 {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok((1, s)) => stdout = s,
-            Ok((_, s)) => stderr = s,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("process {} did not finish within {DEADLINE:?}", child.id());
-            }
-        }
-    }
-    let status = child.wait().expect("wait");
-    (stdout, stderr, status.code().unwrap_or(-1))
 }
 
 fn exec(cleanup: &mut Cleanup, pid: u32, cmd: ContainerCommand) -> (String, String, i32) {

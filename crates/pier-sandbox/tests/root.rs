@@ -5,13 +5,12 @@
 //! link, route or firewall change. A [`Cleanup`] guard kills the test's processes,
 //! unmounts and deletes its namespaces on drop, so a failing assertion cleans up too.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{setns, CloneFlags};
@@ -24,9 +23,7 @@ use pier_sandbox::{
 };
 
 mod common;
-use common::Cleanup;
-
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::{output, Cleanup, DEADLINE};
 
 fn require_root() {
     assert!(
@@ -42,39 +39,6 @@ fn ns(name: String) -> NetnsName {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
-}
-
-/// Output of a process, read to the end within the deadline (killed otherwise).
-fn output(child: &mut Child) -> (String, String, i32) {
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        let _ = tx.send((1, s));
-    });
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        let _ = tx2.send((2, s));
-    });
-    let deadline = Instant::now() + DEADLINE;
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    for _ in 0..2 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((1, s)) => stdout = s,
-            Ok((_, s)) => stderr = s,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("process {} did not finish within {DEADLINE:?}", child.id());
-            }
-        }
-    }
-    let status = child.wait().expect("wait");
-    (stdout, stderr, status.code().unwrap_or(-1))
 }
 
 fn run_in(cleanup: &mut Cleanup, spec: &SandboxSpec, script: &str) -> (String, String, i32) {

@@ -1,11 +1,17 @@
 //! Shared by the privileged test files: the guard that removes what a test made.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::Child;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use pier_sandbox::netlink::delete_netns;
 use pier_sandbox::rootfs::{self, RootfsPlan};
 use pier_sandbox::NetnsName;
+
+/// How long a test process may take to finish its output.
+pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Removes everything a test made, in dependency order, also when it panics.
 #[derive(Default)]
@@ -39,4 +45,37 @@ impl Drop for Cleanup {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Output of a process, read to the end within the deadline (killed otherwise).
+pub fn output(child: &mut Child) -> (String, String, i32) {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        let _ = tx.send((1, s));
+    });
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        let _ = tx2.send((2, s));
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((1, s)) => stdout = s,
+            Ok((_, s)) => stderr = s,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("process {} did not finish within {DEADLINE:?}", child.id());
+            }
+        }
+    }
+    let status = child.wait().expect("wait");
+    (stdout, stderr, status.code().unwrap_or(-1))
 }
