@@ -257,11 +257,10 @@ pub async fn run(
     serving.abort();
     event_sender.abort();
     services_task.abort();
+    // Aborting the sync drops its workers; the containers end with the node's PID
+    // namespace when this process exits (see `pier_sandbox::node`).
     syncing.abort();
     let _ = syncing.await;
-    // Dropping the senders tells every worker to stop its containers.
-    let workers: Vec<_> = node.pods.lock().await.drain().collect();
-    drop(workers);
     Ok(())
 }
 

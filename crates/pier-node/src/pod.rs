@@ -135,11 +135,11 @@ impl PodWorker {
 
     /// Records an event without waiting for it: status writes must not queue behind
     /// events.
-    async fn event(&self, kind: EventType, reason: &str, message: &str) {
+    fn event(&self, kind: EventType, reason: &str, message: &str) {
         self.record(reference(&self.pod), kind, reason, message);
     }
 
-    async fn container_event(&self, index: usize, kind: EventType, reason: &str, message: &str) {
+    fn container_event(&self, index: usize, kind: EventType, reason: &str, message: &str) {
         let mut r = reference(&self.pod);
         r.field_path = Some(format!("spec.containers{{{}}}", self.containers[index].spec.name));
         self.record(r, kind, reason, message);
@@ -222,15 +222,14 @@ impl PodWorker {
         }
     }
 
+    /// Where the pod's container logs live, as the kubelet's `/var/log/pods/<ns>_<name>_<uid>`.
+    fn log_dir(&self) -> PathBuf {
+        self.node.config.dir.join("logs").join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid))
+    }
+
     fn log_path(&self, index: usize) -> PathBuf {
         let c = &self.containers[index];
-        self.node
-            .config
-            .dir
-            .join("logs")
-            .join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid))
-            .join(&c.spec.name)
-            .join(format!("{}.log", c.restart_count))
+        self.log_dir().join(&c.spec.name).join(format!("{}.log", c.restart_count))
     }
 
     async fn start_container(&mut self, index: usize) {
@@ -248,8 +247,7 @@ impl PodWorker {
                     EventType::Warning,
                     "Failed",
                     &format!("Error: {}", failure.message),
-                )
-                .await;
+                );
                 return;
             }
         };
@@ -266,8 +264,7 @@ impl PodWorker {
             EventType::Normal,
             "Pulled",
             &format!("Container image \"{image}\" already present on machine"),
-        )
-        .await;
+        );
         let generation = self.containers[index].generation + 1;
         self.containers[index].generation = generation;
         let id = format!("pier://{}-{}-{}", &self.uid, spec.name, self.containers[index].restart_count);
@@ -297,19 +294,17 @@ impl PodWorker {
                     EventType::Normal,
                     "Created",
                     &format!("Created container {}", spec.name),
-                )
-                .await;
+                );
                 self.container_event(
                     index,
                     EventType::Normal,
                     "Started",
                     &format!("Started container {}", spec.name),
-                )
-                .await;
+                );
             }
             Err(term) => {
                 let message = term.message.clone().unwrap_or_default();
-                self.container_event(index, EventType::Warning, "Failed", &format!("Error: {message}")).await;
+                self.container_event(index, EventType::Warning, "Failed", &format!("Error: {message}"));
                 self.containers[index].ever_ran = true;
                 self.containers[index].instance = None;
                 self.after_exit(index, *term).await;
@@ -365,8 +360,7 @@ impl PodWorker {
                     self.namespace(),
                     self.uid
                 ),
-            )
-            .await;
+            );
         }
     }
 
@@ -394,7 +388,7 @@ impl PodWorker {
                 }
                 if let Some(ev) = update.event() {
                     let kind = if ev.type_ == "Warning" { EventType::Warning } else { EventType::Normal };
-                    self.container_event(index, kind, ev.reason, &ev.message).await;
+                    self.container_event(index, kind, ev.reason, &ev.message);
                 }
                 if let pier_probe::ProbeUpdate::Restart { grace_period_seconds, .. } = update {
                     let grace = grace_period_seconds
@@ -415,8 +409,7 @@ impl PodWorker {
                     EventType::Warning,
                     hook.failure_reason(),
                     hook.failure_event_message(),
-                )
-                .await;
+                );
                 self.kill_instance(index, Duration::ZERO);
             }
         }
@@ -504,8 +497,7 @@ impl PodWorker {
                 continue;
             }
             let name = self.containers[i].spec.name.clone();
-            self.container_event(i, EventType::Normal, "Killing", &format!("Stopping container {name}"))
-                .await;
+            self.container_event(i, EventType::Normal, "Killing", &format!("Stopping container {name}"));
             let pre_stop = self.containers[i].spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
             match (pre_stop, self.sandbox.clone(), &self.containers[i].instance, &self.containers[i].launch) {
                 (Some(hook), Some(sandbox), Some(inst), Some(launch)) => {
@@ -538,8 +530,7 @@ impl PodWorker {
                     EventType::Warning,
                     hook.failure_reason(),
                     hook.failure_event_message(),
-                )
-                .await;
+                );
             }
             if let Some(inst) = &self.containers[i].instance {
                 inst.signal(Signal::SIGTERM);
@@ -584,12 +575,7 @@ impl PodWorker {
         if let Some(sb) = self.sandbox.take() {
             sandbox::destroy(&self.node, &sb, &self.uid).await;
         }
-        let _ = std::fs::remove_dir_all(
-            self.log_path(0)
-                .parent()
-                .and_then(|p| p.parent())
-                .unwrap_or(&self.node.config.dir.join("logs/none")),
-        );
+        let _ = std::fs::remove_dir_all(self.log_dir());
         if delete_object {
             let api: Api<Pod> = Api::namespaced(self.node.client.clone(), &self.namespace());
             let params = DeleteParams {
@@ -660,7 +646,7 @@ pub async fn run(
         match created {
             Ok(sb) => w.sandbox = Some(sb),
             Err(message) => {
-                w.event(EventType::Warning, "FailedCreatePodSandBox", &message).await;
+                w.event(EventType::Warning, "FailedCreatePodSandBox", &message);
                 tracing::warn!(pod = %w.name(), error = %message, "creating the sandbox");
             }
         }

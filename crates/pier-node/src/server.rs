@@ -141,8 +141,9 @@ fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> 
     pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// A query flag, read as the kubelet reads it (Go's `ParseBool`; bad values are false).
 fn truthy(v: Option<&str>) -> bool {
-    matches!(v, Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+    v.and_then(pier_stream::request::go_bool).unwrap_or(false)
 }
 
 async fn logs(node: &Node, ns: &str, pod: &str, name: &str, query: &str) -> Response<Body> {

@@ -18,7 +18,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -28,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
-use nix::unistd::{chdir, chroot, fchdir, pipe2, setsid, write};
+use nix::unistd::{chdir, chroot, fchdir, pipe2, setsid};
 
 use crate::pty::{make_controlling_tty_of_stdin, open_pair, Pty, PtyError, WinSize};
 use crate::spawn::{ContainerCommand, DEFAULT_PATH};
@@ -274,17 +274,7 @@ fn start<T>(
     }
     let (names, steps): (Vec<String>, Vec<Step>) = steps.into_iter().map(|(s, n)| (n, s)).unzip();
     let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Pipe(e.into()))?;
-    let hook = move || -> io::Result<()> {
-        for (i, step) in steps.iter().enumerate() {
-            if let Err(errno) = run_step(step) {
-                // Fixed-size write on a pipe: async-signal-safe; best effort.
-                let index = u32::try_from(i).unwrap_or(u32::MAX).to_ne_bytes();
-                let _ = write(err_write.as_fd(), &index);
-                return Err(io::Error::from_raw_os_error(errno as i32));
-            }
-        }
-        Ok(())
-    };
+    let hook = move || crate::spawn::run_steps(&steps, &err_write, run_step);
     // SAFETY: the hook runs in the forked child before exec. It only makes system
     // calls (setns, fchdir, chroot, chdir, setsid, ioctl, write) on fds and C strings
     // prepared before fork, borrows them without allocating, takes no locks and touches

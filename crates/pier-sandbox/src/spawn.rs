@@ -312,18 +312,7 @@ fn spawn_with<T>(
         .stderr(cmd.stderr);
     // The working directory is set by the last step, after pivot_root: std's own
     // `current_dir` would be applied before the hook, against the host's root.
-    let hook = move || -> io::Result<()> {
-        for (i, step) in steps.iter().enumerate() {
-            if let Err(errno) = run_step(step, &netns, &hostname) {
-                // Fixed-size write on a pipe: async-signal-safe. Best effort: the
-                // errno still reaches the parent through std's own pipe.
-                let index = u32::try_from(i).unwrap_or(u32::MAX).to_ne_bytes();
-                let _ = write(err_write.as_fd(), &index);
-                return Err(io::Error::from_raw_os_error(errno as i32));
-            }
-        }
-        Ok(())
-    };
+    let hook = move || run_steps(&steps, &err_write, |step| run_step(step, &netns, &hostname));
     // SAFETY: the hook runs in the forked child before exec. It only makes system
     // calls (setns, unshare, sethostname, mount, mkdir, open, symlinkat, pivot_root,
     // umount2, chdir, write) on values prepared before fork, borrows them without
@@ -343,6 +332,25 @@ fn spawn_with<T>(
             None => Err(SpawnError::Exec { program, source }),
         },
     }
+}
+
+/// Runs the child's steps in order; on the first failure writes the step's index to
+/// `err_write` (a fixed-size write on a pipe: async-signal-safe; best effort, the errno
+/// still reaches the parent through std's own pipe) and returns the errno. Called in
+/// the forked child: it allocates nothing.
+pub(crate) fn run_steps<S>(
+    steps: &[S],
+    err_write: &OwnedFd,
+    run: impl Fn(&S) -> Result<(), Errno>,
+) -> io::Result<()> {
+    for (i, step) in steps.iter().enumerate() {
+        if let Err(errno) = run(step) {
+            let index = u32::try_from(i).unwrap_or(u32::MAX).to_ne_bytes();
+            let _ = write(err_write.as_fd(), &index);
+            return Err(io::Error::from_raw_os_error(errno as i32));
+        }
+    }
+    Ok(())
 }
 
 /// The name of the step a child reported on its error pipe before `exec` failed, or

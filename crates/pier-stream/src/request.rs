@@ -51,12 +51,18 @@ impl ExecRequest {
 
 /// Go's `strconv.ParseBool` spellings: the API server sends `true`, the kubelet's own clients `1`.
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    go_bool(value).ok_or_else(|| {
+        format!("invalid value for {key}: strconv.ParseBool: parsing {value:?}: invalid syntax")
+    })
+}
+
+/// Go's `strconv.ParseBool` (an empty value is false, as upstream reads query flags);
+/// `None` for anything else.
+pub fn go_bool(value: &str) -> Option<bool> {
     match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => {
-            Err(format!("invalid value for {key}: strconv.ParseBool: parsing {other:?}: invalid syntax"))
-        }
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
