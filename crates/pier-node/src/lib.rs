@@ -27,7 +27,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
 use pier_controllers::events::Recorder;
-use pier_sandbox::{ClusterDns, Ipv4Cidr, NetlinkApplier, NodeNetwork, PodIpAllocator};
+use pier_sandbox::{ClusterDns, IfName, Ipv4Cidr, NetlinkApplier, PodIpAllocator};
 use tokio::sync::{watch, Mutex};
 
 use crate::container::Launch;
@@ -93,8 +93,8 @@ pub struct Node {
     pub config: NodeConfig,
     pub ipam: Mutex<PodIpAllocator>,
     pub applier: NetlinkApplier,
-    /// The node's network plan, for planning pod networks on `cbr0`.
-    pub network: NodeNetwork,
+    /// The pods' bridge (`cbr0`) and its address, their gateway.
+    pub pod_bridge: (IfName, Ipv4Cidr),
     pub cluster_dns: ClusterDns,
     /// Events go through one sender, one at a time, as the kubelet's event broadcaster
     /// queues them: during a burst of pod starts they must not crowd out status writes.
@@ -174,25 +174,6 @@ impl Node {
     }
 }
 
-/// A minimal, unused-for-routing node plan: only its pod bridge and CIDR matter to
-/// pod plans made inside the node.
-fn node_plan(config: &NodeConfig) -> anyhow::Result<NodeNetwork> {
-    use anyhow::Context;
-    let underlay = pier_sandbox::Underlay {
-        ns: pier_sandbox::Netns::Host,
-        bridge: pier_sandbox::IfName::new("eth0").context("bridge name")?,
-        addr: Ipv4Cidr::new(config.node_ip, 24).context("node address")?,
-    };
-    let gateway = config.pod_cidr.nth(1).context("pod CIDR too small")?;
-    NodeNetwork::new(
-        underlay,
-        pier_sandbox::NetnsName::new("self").context("namespace name")?,
-        Ipv4Cidr::new(config.node_ip, 24).context("node address")?,
-        Ipv4Cidr::new(gateway, config.pod_cidr.prefix()).context("gateway")?,
-    )
-    .context("node network plan")
-}
-
 /// Runs the agent until `shutdown` resolves; then stops every pod's containers.
 pub async fn run(
     client: Client,
@@ -226,7 +207,14 @@ pub async fn run(
     let allocatable = register::node_object(&config).status.and_then(|s| s.allocatable).unwrap_or_default();
     let node = Arc::new(Node {
         client: client.clone(),
-        network: node_plan(&config)?,
+        pod_bridge: (
+            IfName::new("cbr0").context("bridge name")?,
+            config
+                .pod_cidr
+                .nth(1)
+                .and_then(|gw| Ipv4Cidr::new(gw, config.pod_cidr.prefix()).ok())
+                .context("pod CIDR too small")?,
+        ),
         cluster_dns: ClusterDns {
             servers: vec![IpAddr::V4(config.cluster_dns)],
             domain: config.cluster_domain.clone(),

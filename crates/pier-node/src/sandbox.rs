@@ -77,9 +77,10 @@ fn generated_files(node: &Node, pod: &Pod, ip: Ipv4Addr, hostname: &str) -> Gene
 pub async fn create(node: &Node, pod: &Pod, uid: &str) -> Result<Sandbox, String> {
     let netns = netns_name(uid)?;
     let ip = node.ipam.lock().await.allocate(uid).map_err(|e| format!("allocating a pod IP: {e}"))?;
-    let mut net = node.network.pod(netns.clone(), uid, ip).map_err(|e| e.to_string())?;
+    let (bridge, gateway) = node.pod_bridge.clone();
     // The node agent runs inside the node's namespace: its "host" is the node.
-    net.node_ns = Netns::Host;
+    let net = PodNetwork::on_bridge(Netns::Host, bridge, gateway, netns.clone(), uid, ip)
+        .map_err(|e| e.to_string())?;
     // A leftover from a crashed run with the same uid would make the plan fail.
     let _ = apply_teardown(&node.applier, &net.render_teardown()).await;
     let t0 = std::time::Instant::now();

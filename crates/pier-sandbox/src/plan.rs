@@ -374,20 +374,7 @@ impl NodeNetwork {
     /// Plans a pod on this node: `pod_uid` names its veth, `ip` must be a usable
     /// address of the pod CIDR other than the gateway.
     pub fn pod(&self, netns: NetnsName, pod_uid: &str, ip: Ipv4Addr) -> Result<PodNetwork, PlanError> {
-        let cidr = self.pod_cidr();
-        let gateway = self.pod_bridge_addr.addr();
-        if !cidr.contains(ip) || ip == cidr.addr() || ip == cidr.broadcast() || ip == gateway {
-            return Err(PlanError::PodIpOutsideCidr { ip, cidr });
-        }
-        let h = short_hash(pod_uid);
-        Ok(PodNetwork {
-            node_ns: self.ns(),
-            bridge: self.pod_bridge.clone(),
-            netns,
-            host_veth: IfName::new(format!("veth{h}"))?,
-            ip: Ipv4Cidr::new(ip, cidr.prefix())?,
-            gateway,
-        })
+        PodNetwork::on_bridge(self.ns(), self.pod_bridge.clone(), self.pod_bridge_addr, netns, pod_uid, ip)
     }
 
     /// Namespace, `eth0` on the underlay, `cbr0`, sysctls.
@@ -454,6 +441,34 @@ pub struct PodNetwork {
 }
 
 impl PodNetwork {
+    /// A pod on `bridge` (in `node_ns`) whose address `gateway` is the pods' gateway:
+    /// `pod_uid` names its veth, `ip` must be a usable address of the gateway's network
+    /// other than the gateway. The node agent, inside its node's namespace, plans with
+    /// `Netns::Host` there.
+    pub fn on_bridge(
+        node_ns: Netns,
+        bridge: IfName,
+        gateway: Ipv4Cidr,
+        netns: NetnsName,
+        pod_uid: &str,
+        ip: Ipv4Addr,
+    ) -> Result<PodNetwork, PlanError> {
+        let cidr = gateway.network();
+        let gw = gateway.addr();
+        if !cidr.contains(ip) || ip == cidr.addr() || ip == cidr.broadcast() || ip == gw {
+            return Err(PlanError::PodIpOutsideCidr { ip, cidr });
+        }
+        let h = short_hash(pod_uid);
+        Ok(PodNetwork {
+            node_ns,
+            bridge,
+            netns,
+            host_veth: IfName::new(format!("veth{h}"))?,
+            ip: Ipv4Cidr::new(ip, cidr.prefix())?,
+            gateway: gw,
+        })
+    }
+
     /// Namespace, veth, `eth0` with address and default route, bridge port with hairpin.
     pub fn render_setup(&self) -> Vec<NetOp> {
         let pod = Netns::Named(self.netns.clone());
