@@ -27,7 +27,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
 use pier_controllers::events::Recorder;
-use pier_sandbox::{ClusterDns, IfName, Ipv4Cidr, NetlinkApplier, PodIpAllocator};
+use pier_sandbox::{ClusterDns, IfName, Ipv4Cidr, PodIpAllocator};
 use tokio::sync::{watch, Mutex};
 
 use crate::container::Launch;
@@ -92,7 +92,6 @@ pub struct Node {
     pub client: Client,
     pub config: NodeConfig,
     pub ipam: Mutex<PodIpAllocator>,
-    pub applier: NetlinkApplier,
     /// The pods' bridge (`cbr0`) and its address, their gateway.
     pub pod_bridge: (IfName, Ipv4Cidr),
     pub cluster_dns: ClusterDns,
@@ -222,7 +221,6 @@ pub async fn run(
         events: events_tx,
         config: config.clone(),
         ipam: Mutex::new(ipam),
-        applier: NetlinkApplier::new(),
         pods: Mutex::new(HashMap::new()),
         services: services.clone(),
         started_at: tokio::time::Instant::now(),

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::Pod;
 use pier_sandbox::dns::{HostAlias, PodDnsConfig};
 use pier_sandbox::{
-    apply_plan, apply_teardown, hostname_file, hosts_file, pod_resolv_conf, DnsPolicy, GeneratedFiles, Netns,
-    NetnsName, PodNetwork, ResolvConf, RootfsPlan,
+    apply_plan, apply_teardown, hostname_file, hosts_file, pod_resolv_conf, DnsPolicy, GeneratedFiles,
+    NetlinkApplier, Netns, NetnsName, PodNetwork, ResolvConf, RootfsPlan,
 };
 
 use crate::Node;
@@ -81,10 +81,17 @@ pub async fn create(node: &Node, pod: &Pod, uid: &str) -> Result<Sandbox, String
     // The node agent runs inside the node's namespace: its "host" is the node.
     let net = PodNetwork::on_bridge(Netns::Host, bridge, gateway, netns.clone(), uid, ip)
         .map_err(|e| e.to_string())?;
-    // A leftover from a crashed run with the same uid would make the plan fail.
-    let _ = apply_teardown(&node.applier, &net.render_teardown()).await;
+    let plan = net.clone();
     let t0 = std::time::Instant::now();
-    let applied = apply_plan(&node.applier, &net.render_setup()).await;
+    let applied = tokio::task::spawn_blocking(move || {
+        let netlink = NetlinkApplier::new();
+        // A leftover from a crashed run with the same uid would make the plan fail.
+        let _ = apply_teardown(&netlink, &plan.render_teardown());
+        apply_plan(&netlink, &plan.render_setup()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
     tracing::debug!(uid, took_ms = t0.elapsed().as_millis() as u64, "network");
     if let Err(e) = applied {
         let _ = node.ipam.lock().await.release(uid);
@@ -99,16 +106,27 @@ pub async fn create(node: &Node, pod: &Pod, uid: &str) -> Result<Sandbox, String
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| format!("{e:#}")));
     if let Err(e) = prepared {
-        let _ = apply_teardown(&node.applier, &net.render_teardown()).await;
+        let _ = teardown_network(&net).await;
         let _ = node.ipam.lock().await.release(uid);
         return Err(format!("failed to prepare the pod's root filesystem: {e}"));
     }
     Ok(Sandbox { netns, net, rootfs, ip, hostname: host })
 }
 
+/// Deletes the pod's veth and namespace, off the async workers.
+async fn teardown_network(net: &PodNetwork) -> Result<(), String> {
+    let ops = net.render_teardown();
+    tokio::task::spawn_blocking(move || {
+        apply_teardown(&NetlinkApplier::new(), &ops).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+}
+
 /// Removes the sandbox and releases the IP. Every step is attempted.
 pub async fn destroy(node: &Node, sandbox: &Sandbox, uid: &str) {
-    if let Err(e) = apply_teardown(&node.applier, &sandbox.net.render_teardown()).await {
+    if let Err(e) = teardown_network(&sandbox.net).await {
         tracing::warn!(uid, error = %e, "tearing down a pod network");
     }
     let plan = sandbox.rootfs.clone();

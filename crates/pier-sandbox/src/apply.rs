@@ -5,8 +5,6 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
-use async_trait::async_trait;
-
 use crate::names::{IfName, NetnsName};
 use crate::plan::{NetOp, Netns};
 
@@ -46,14 +44,14 @@ pub enum OpError {
     Injected,
 }
 
-/// Carries out single [`NetOp`]s.
+/// Carries out single [`NetOp`]s. Calls block: async callers apply whole plans on a
+/// blocking thread, so one pod's dozen requests cost one hop off the runtime.
 ///
 /// Contract: deletions succeed when the object is already gone; creations fail when
 /// it exists (so a rollback never deletes something another party made).
-#[async_trait]
 pub trait NetApplier: Send + Sync {
     /// Performs `op`.
-    async fn apply(&self, op: &NetOp) -> Result<(), OpError>;
+    fn apply(&self, op: &NetOp) -> Result<(), OpError>;
 }
 
 /// Applying a plan failed; everything it had created was rolled back.
@@ -75,14 +73,17 @@ pub struct ApplyError {
 
 /// Applies `ops` in order. On the first failure, runs the [`NetOp::undo`] of every
 /// operation that succeeded, newest first, and returns the failure.
-pub async fn apply_plan<A: NetApplier + ?Sized>(applier: &A, ops: &[NetOp]) -> Result<(), ApplyError> {
+// A failed plan is rare and carries its whole story (op, cause, rollback); its size
+// costs nothing on the success path.
+#[allow(clippy::result_large_err)]
+pub fn apply_plan<A: NetApplier + ?Sized>(applier: &A, ops: &[NetOp]) -> Result<(), ApplyError> {
     for (step, op) in ops.iter().enumerate() {
-        if let Err(source) = applier.apply(op).await {
+        if let Err(source) = applier.apply(op) {
             let mut rolled_back = 0;
             let mut rollback_failures = Vec::new();
             for done in ops[..step].iter().rev() {
                 if let Some(undo) = done.undo() {
-                    match applier.apply(&undo).await {
+                    match applier.apply(&undo) {
                         Ok(()) => rolled_back += 1,
                         Err(e) => rollback_failures.push((undo, e)),
                     }
@@ -104,10 +105,10 @@ pub struct TeardownError {
 
 /// Applies every operation of a teardown, continuing past failures so one stuck link
 /// does not leave a namespace behind.
-pub async fn apply_teardown<A: NetApplier + ?Sized>(applier: &A, ops: &[NetOp]) -> Result<(), TeardownError> {
+pub fn apply_teardown<A: NetApplier + ?Sized>(applier: &A, ops: &[NetOp]) -> Result<(), TeardownError> {
     let mut failures = Vec::new();
     for op in ops {
-        if let Err(e) = applier.apply(op).await {
+        if let Err(e) = applier.apply(op) {
             failures.push((op.clone(), e));
         }
     }
@@ -148,9 +149,8 @@ impl RecordingApplier {
     }
 }
 
-#[async_trait]
 impl NetApplier for RecordingApplier {
-    async fn apply(&self, op: &NetOp) -> Result<(), OpError> {
+    fn apply(&self, op: &NetOp) -> Result<(), OpError> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).push(op.clone());
         if self.fail_on.as_deref() == Some(op.to_string().as_str()) {
             return Err(OpError::Injected);

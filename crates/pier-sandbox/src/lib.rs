@@ -16,7 +16,7 @@
 //!
 //! ```no_run
 //! use pier_sandbox::{apply_plan, NetlinkApplier, NetnsName, NodeNetwork, Netns, Underlay};
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let underlay = Underlay {
 //!     ns: Netns::Host,
 //!     bridge: "pier-demo".parse()?,
@@ -30,8 +30,8 @@
 //! )?;
 //! let pod = node.pod(NetnsName::new("pier-demo-pod-1")?, "uid-1", "10.244.0.2".parse()?)?;
 //! let netlink = NetlinkApplier::new();
-//! apply_plan(&netlink, &node.render_setup()).await?;
-//! apply_plan(&netlink, &pod.render_setup()).await?;
+//! apply_plan(&netlink, &node.render_setup())?;
+//! apply_plan(&netlink, &pod.render_setup())?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

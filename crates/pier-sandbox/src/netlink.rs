@@ -1,27 +1,35 @@
-//! The real [`NetApplier`]: rtnetlink for links, addresses and routes; `nix` for
-//! namespaces; `/proc/sys` for sysctls.
+//! The real [`NetApplier`]: blocking rtnetlink requests for links, addresses and
+//! routes; `nix` for namespaces; `/proc/sys` for sysctls.
 //!
-//! Namespaces are switched per thread: each operation runs its netlink socket's
-//! creation (or its sysctl write) on a short-lived thread that has `setns`'d into the
-//! target namespace. A netlink socket stays bound to the namespace it was created
-//! in, so the async requests afterwards run on the caller's runtime as usual, and the
-//! caller's own threads never change namespace.
+//! Namespaces are switched per thread: a netlink socket for a namespace is opened (and
+//! a sysctl written) on a short-lived thread that has `setns`'d into it. A socket stays
+//! bound to the namespace it was created in, so requests afterwards go out from the
+//! caller's thread, and the caller's own threads never change namespace.
+//!
+//! Requests are plain blocking send/receive pairs. A pod's network is a dozen small
+//! requests that the kernel answers in microseconds; routing each through an async
+//! connection task cost a scheduler round trip per request, which under a burst of
+//! pod starts queued behind everything else the node does.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use async_trait::async_trait;
-use futures::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rtnetlink::{
-    packet_route::link::{InfoData, InfoKind, InfoVeth},
-    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    AddressMessageBuilder, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 
 use crate::apply::{NetApplier, OpError};
@@ -141,68 +149,136 @@ fn write_sysctl(ns: &NetnsName, key: &crate::plan::SysctlKey, value: &str) -> Re
     })
 }
 
-/// The netlink [`NetApplier`]. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and a tokio
-/// runtime.
-#[derive(Debug, Default, Clone)]
+/// The netlink [`NetApplier`]. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); every call
+/// blocks, so async callers run plans on a blocking thread.
+#[derive(Debug, Default)]
 pub struct NetlinkApplier {
-    /// One netlink connection per namespace, opened on first use: opening one means a
-    /// thread that enters the namespace, which would otherwise be paid per operation.
-    connections: Arc<Mutex<HashMap<Netns, Handle>>>,
+    /// One socket per namespace, opened on first use: opening one in another
+    /// namespace means a thread that enters it.
+    sockets: Mutex<HashMap<Netns, Arc<Mutex<RouteSocket>>>>,
 }
 
 impl NetlinkApplier {
-    /// A new applier. Connections are kept per namespace and dropped when this applier
+    /// A new applier. Sockets are kept per namespace and dropped when this applier
     /// adds or deletes that namespace, so a namespace made again under the same name is
     /// never confused with the old one.
     pub fn new() -> Self {
         Self::default()
     }
 
-    async fn handle(&self, ns: &Netns) -> Result<Handle, OpError> {
-        if let Some(h) = self.connections.lock().ok().and_then(|c| c.get(ns).cloned()) {
-            return Ok(h);
+    fn socket(&self, ns: &Netns) -> Result<Arc<Mutex<RouteSocket>>, OpError> {
+        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = sockets.get(ns) {
+            return Ok(Arc::clone(s));
         }
-        let h = connect(ns).await?;
-        if let Ok(mut c) = self.connections.lock() {
-            c.insert(ns.clone(), h.clone());
+        let socket = Arc::new(Mutex::new(in_netns(ns, RouteSocket::open)?));
+        sockets.insert(ns.clone(), Arc::clone(&socket));
+        Ok(socket)
+    }
+
+    /// Sends `msg` in `ns` and returns the kernel's replies (none for most changes).
+    fn request(
+        &self,
+        ns: &Netns,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, OpError> {
+        let socket = self.socket(ns)?;
+        let mut socket = socket.lock().unwrap_or_else(PoisonError::into_inner);
+        socket.request(msg, flags)
+    }
+
+    /// A change: answered by an ack or an error.
+    fn change(&self, ns: &Netns, msg: RouteNetlinkMessage, flags: u16) -> Result<(), OpError> {
+        self.request(ns, msg, flags).map(drop)
+    }
+
+    fn link_index(&self, ns: &Netns, name: &IfName) -> Result<Option<u32>, OpError> {
+        let mut query = LinkMessage::default();
+        query.attributes.push(LinkAttribute::IfName(name.as_str().to_string()));
+        match self.request(ns, RouteNetlinkMessage::GetLink(query), NLM_F_REQUEST) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
+                _ => None,
+            })),
+            Err(OpError::Netlink(e)) if errno(&e) == Some(libc_enodev()) => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(h)
+    }
+
+    fn need_index(&self, ns: &Netns, name: &IfName) -> Result<u32, OpError> {
+        self.link_index(ns, name)?.ok_or_else(|| OpError::NoSuchLink { ns: ns.clone(), name: name.clone() })
     }
 
     fn forget(&self, name: &NetnsName) {
-        if let Ok(mut c) = self.connections.lock() {
-            c.remove(&Netns::Named(name.clone()));
-        }
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner).remove(&Netns::Named(name.clone()));
     }
 }
 
-/// Runs blocking namespace work (thread switches, mounts) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
-) -> Result<T, OpError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(OpError::Sys {
-            op: "run blocking namespace work",
-            path: PathBuf::new(),
-            source: io::Error::other(e),
-        })
-    })
+const CREATE: u16 = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+const SET: u16 = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+
+/// A blocking `NETLINK_ROUTE` socket, bound to the namespace it was opened in.
+#[derive(Debug)]
+struct RouteSocket {
+    socket: Socket,
+    seq: u32,
 }
 
-async fn connect(ns: &Netns) -> Result<Handle, OpError> {
-    // The socket registers with the runtime's reactor while it is created, on the
-    // namespace thread, so that thread enters the runtime first.
-    let runtime = tokio::runtime::Handle::current();
-    let target = ns.clone();
-    let (conn, handle, _) = blocking(move || {
-        in_netns(&target, || {
-            let _entered = runtime.enter();
-            rtnetlink::new_connection().map_err(sys("open netlink socket in", Path::new("netns")))
-        })
-    })
-    .await?;
-    tokio::spawn(conn);
-    Ok(handle)
+impl RouteSocket {
+    fn open() -> Result<Self, OpError> {
+        let fail =
+            |e| OpError::Sys { op: "open netlink socket", path: PathBuf::from("NETLINK_ROUTE"), source: e };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
+        socket.bind_auto().map_err(fail)?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
+        Ok(Self { socket, seq: 0 })
+    }
+
+    /// Sends one request with `flags` (plus ack) and collects its replies until the
+    /// kernel's ack, or fails with the kernel's error.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, OpError> {
+        let io =
+            |op: &'static str| move |e| OpError::Sys { op, path: PathBuf::from("NETLINK_ROUTE"), source: e };
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags | NLM_F_ACK;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        req.finalize();
+        let mut out = vec![0; req.buffer_len()];
+        req.serialize(&mut out);
+        self.socket.send(&out, 0).map_err(io("send netlink request"))?;
+
+        let mut replies = Vec::new();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        loop {
+            buf.clear();
+            let n = self.socket.recv(&mut buf, 0).map_err(io("receive netlink reply"))?;
+            let mut offset = 0;
+            while offset < n {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..n])
+                    .map_err(|e| io("decode netlink reply")(io::Error::other(e.to_string())))?;
+                let len = reply.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+                if reply.header.sequence_number != self.seq {
+                    continue; // an answer to an earlier, abandoned request
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
+                    NetlinkPayload::Error(e) => {
+                        return Err(OpError::Netlink(rtnetlink::Error::NetlinkError(e)))
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
@@ -212,55 +288,33 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-async fn link_index(h: &Handle, name: &IfName) -> Result<Option<u32>, OpError> {
-    let mut links = h.link().get().match_name(name.as_str()).execute();
-    match links.try_next().await {
-        Ok(Some(msg)) => Ok(Some(msg.header.index)),
-        Ok(None) => Ok(None),
-        Err(e) if errno(&e) == Some(libc_enodev()) => Ok(None),
-        Err(e) => Err(OpError::Netlink(e)),
-    }
-}
-
-async fn need_index(h: &Handle, ns: &Netns, name: &IfName) -> Result<u32, OpError> {
-    link_index(h, name).await?.ok_or_else(|| OpError::NoSuchLink { ns: ns.clone(), name: name.clone() })
-}
-
 fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
 }
 
-#[async_trait]
 impl NetApplier for NetlinkApplier {
-    async fn apply(&self, op: &NetOp) -> Result<(), OpError> {
+    fn apply(&self, op: &NetOp) -> Result<(), OpError> {
         match op {
             NetOp::AddNetns { name } => {
                 self.forget(name);
-                let name = name.clone();
-                blocking(move || create_netns(&name)).await
+                create_netns(name)
             }
             NetOp::DelNetns { name } => {
                 self.forget(name);
-                let name = name.clone();
-                blocking(move || delete_netns(&name)).await
+                delete_netns(name)
             }
-            NetOp::Sysctl { ns, key, value } => {
-                let (ns, key, value) = (ns.clone(), key.clone(), value.clone());
-                blocking(move || write_sysctl(&ns, &key, &value)).await
-            }
+            NetOp::Sysctl { ns, key, value } => write_sysctl(ns, key, value),
             NetOp::AddBridge { ns, name } => {
-                let h = self.handle(ns).await?;
                 // Not LinkBridge::new, which also sets the link up: up is its own step.
                 let msg = LinkMessageBuilder::<LinkBridge>::new(name.as_str()).build();
-                h.link().add(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::NewLink(msg), CREATE)
             }
             NetOp::AddVeth { ns, name, peer } => {
-                let h = self.handle(ns).await?;
                 let msg = LinkVeth::new(name.as_str(), peer.as_str()).build();
-                h.link().add(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::NewLink(msg), CREATE)
             }
             NetOp::AddVethInto { ns, name, peer, peer_ns } => {
-                let h = self.handle(ns).await?;
+                // `target` stays open until the request has been answered.
                 let target = open_netns(peer_ns)?;
                 let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
                     .name(peer.as_str().to_string())
@@ -270,83 +324,68 @@ impl NetApplier for NetlinkApplier {
                     .name(name.as_str().to_string())
                     .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
                     .build();
-                // `target` stays open until the request has been answered.
-                let r = h.link().add(msg).execute().await.map_err(OpError::Netlink);
-                drop(target);
-                r
+                self.change(ns, RouteNetlinkMessage::NewLink(msg), CREATE)
             }
             NetOp::MoveLink { ns, name, to } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, name).await?;
+                let idx = self.need_index(ns, name)?;
                 let target = open_netns(to)?;
                 let msg = LinkUnspec::new_with_index(idx).setns_by_fd(target.as_raw_fd()).build();
-                // `target` stays open until the request has been answered.
-                let r = h.link().set(msg).execute().await.map_err(OpError::Netlink);
-                drop(target);
-                r
+                self.change(ns, RouteNetlinkMessage::SetLink(msg), SET)
             }
             NetOp::RenameLink { ns, name, new_name } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, name).await?;
+                let idx = self.need_index(ns, name)?;
                 let msg = LinkUnspec::new_with_index(idx).name(new_name.as_str()).build();
-                h.link().set(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::SetLink(msg), SET)
             }
             NetOp::AddAddr { ns, dev, addr } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, dev).await?;
-                h.address()
-                    .add(idx, IpAddr::V4(addr.addr()), addr.prefix())
-                    .execute()
-                    .await
-                    .map_err(OpError::Netlink)
+                let idx = self.need_index(ns, dev)?;
+                let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(idx)
+                    .address(addr.addr(), addr.prefix())
+                    .build();
+                self.change(ns, RouteNetlinkMessage::NewAddress(msg), CREATE)
             }
             NetOp::LinkUp { ns, dev } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, dev).await?;
+                let idx = self.need_index(ns, dev)?;
                 let msg = LinkUnspec::new_with_index(idx).up().build();
-                h.link().set(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::SetLink(msg), SET)
             }
             NetOp::AddDefaultRoute { ns, via, dev } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, dev).await?;
+                let idx = self.need_index(ns, dev)?;
                 let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(*via).output_interface(idx).build();
-                h.route().add(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::NewRoute(msg), CREATE)
             }
             NetOp::AddRoute { ns, dst, via } => {
-                let h = self.handle(ns).await?;
                 let msg = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(dst.addr(), dst.prefix())
                     .gateway(*via)
                     .build();
-                h.route().add(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::NewRoute(msg), CREATE)
             }
             NetOp::SetMaster { ns, dev, master } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, dev).await?;
-                let master_idx = need_index(&h, ns, master).await?;
+                let idx = self.need_index(ns, dev)?;
+                let master_idx = self.need_index(ns, master)?;
                 let msg = LinkUnspec::new_with_index(idx).controller(master_idx).build();
-                h.link().set(msg).execute().await.map_err(OpError::Netlink)
+                self.change(ns, RouteNetlinkMessage::SetLink(msg), SET)
             }
             NetOp::SetHairpin { ns, dev, on } => {
-                let h = self.handle(ns).await?;
-                let idx = need_index(&h, ns, dev).await?;
+                let idx = self.need_index(ns, dev)?;
                 let msg = LinkBridgePort::new(idx).hairpin(*on).build();
-                h.link().set_port(msg).execute().await.map_err(OpError::Netlink)
+                // As `ip link set ... type bridge_slave`: a NEWLINK carrying port data.
+                self.change(ns, RouteNetlinkMessage::NewLink(msg), NLM_F_REQUEST)
             }
             NetOp::DelLink { ns, name } => {
-                let h = match self.handle(ns).await {
+                let found = match self.link_index(ns, name) {
                     // The namespace is gone, and the link with it.
                     Err(OpError::NoSuchNetns(_)) => return Ok(()),
                     other => other?,
                 };
-                let Some(idx) = link_index(&h, name).await? else {
-                    return Ok(());
-                };
-                match h.link().del(idx).execute().await {
-                    Ok(()) => Ok(()),
+                let Some(idx) = found else { return Ok(()) };
+                let msg = LinkUnspec::new_with_index(idx).build();
+                match self.change(ns, RouteNetlinkMessage::DelLink(msg), NLM_F_REQUEST) {
                     // Deleted meanwhile, e.g. with its veth peer.
-                    Err(e) if errno(&e) == Some(libc_enodev()) => Ok(()),
-                    Err(e) => Err(OpError::Netlink(e)),
+                    Err(OpError::Netlink(e)) if errno(&e) == Some(libc_enodev()) => Ok(()),
+                    other => other,
                 }
             }
         }

@@ -103,8 +103,7 @@ fn failed_plan_rolls_back_newest_first() {
     let applier = RecordingApplier::failing_on(
         "ip -n pier-demo-pod-kubia-x7k2q route add default via 10.244.0.1 dev eth0",
     );
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let err = rt.block_on(apply_plan(&applier, &p.render_setup())).expect_err("injected failure");
+    let err = apply_plan(&applier, &p.render_setup()).expect_err("injected failure");
     assert_eq!(err.step, 5);
     assert_eq!(err.rolled_back, 2);
     assert!(err.rollback_failures.is_empty());
@@ -115,8 +114,7 @@ fn failed_plan_rolls_back_newest_first() {
 fn teardown_continues_past_failures() {
     let p = pod();
     let applier = RecordingApplier::failing_on(p.render_teardown()[0].to_string());
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let err = rt.block_on(apply_teardown(&applier, &p.render_teardown())).expect_err("injected failure");
+    let err = apply_teardown(&applier, &p.render_teardown()).expect_err("injected failure");
     assert_eq!(err.failures.len(), 1);
     assert_eq!(applier.ops().len(), 2, "the namespace is still deleted");
 }

@@ -37,10 +37,6 @@ fn ns(name: String) -> NetnsName {
     NetnsName::new(name).expect("valid netns name")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
-}
-
 fn run_in(cleanup: &mut Cleanup, spec: &SandboxSpec, script: &str) -> (String, String, i32) {
     let child = spawn(spec, ContainerCommand::new(["/bin/sh", "-c", script]))
         .unwrap_or_else(|e| panic!("spawn in {}: {e}: {:?}", spec.hostname, std::error::Error::source(&e)));
@@ -96,7 +92,6 @@ fn two_pods_on_a_node_talk_and_stay_isolated() {
     let pid = std::process::id();
     let prefix = format!("pier-t{pid}");
     let mut cleanup = Cleanup::default();
-    let rt = runtime();
     let netlink = NetlinkApplier::new();
     assert!(
         !Path::new("/var/ready").exists(),
@@ -127,7 +122,7 @@ fn two_pods_on_a_node_talk_and_stay_isolated() {
     let mut setup = vec![NetOp::AddNetns { name: host_ns.clone() }];
     setup.extend(underlay.render_setup());
     setup.extend(node.render_setup());
-    rt.block_on(apply_plan(&netlink, &setup)).unwrap_or_else(|e| panic!("node setup: {e}: {:?}", e.source));
+    apply_plan(&netlink, &setup).unwrap_or_else(|e| panic!("node setup: {e}: {:?}", e.source));
 
     let mut ipam = PodIpAllocator::open(&base.join("ipam"), node.pod_cidr()).expect("ipam");
     let cluster = ClusterDns::default();
@@ -139,7 +134,7 @@ fn two_pods_on_a_node_talk_and_stay_isolated() {
         let netns = ns(format!("{prefix}-{name}"));
         cleanup.netns.push(netns.clone());
         let net = node.pod(netns.clone(), &uid, ip).expect("pod plan");
-        rt.block_on(apply_plan(&netlink, &net.render_setup()))
+        apply_plan(&netlink, &net.render_setup())
             .unwrap_or_else(|e| panic!("pod {name} setup: {e}: {:?}", e.source));
         let resolv = pod_resolv_conf(DnsPolicy::ClusterFirst, "default", &cluster, &host_resolv, None);
         let mut plan = RootfsPlan::new(
@@ -247,15 +242,15 @@ fn two_pods_on_a_node_talk_and_stay_isolated() {
     cleanup.children.clear();
     for p in &pods {
         rootfs::teardown(&p.spec.rootfs).expect("rootfs teardown");
-        rt.block_on(apply_teardown(&netlink, &p.net.render_teardown())).expect("pod teardown");
+        apply_teardown(&netlink, &p.net.render_teardown()).expect("pod teardown");
         ipam.release(&format!("{prefix}-{}-uid", p.spec.hostname)).expect("release");
     }
     let mut teardown = node.render_teardown();
     teardown.extend(underlay.render_teardown());
     teardown.push(NetOp::DelNetns { name: host_ns.clone() });
-    rt.block_on(apply_teardown(&netlink, &teardown)).expect("node teardown");
+    apply_teardown(&netlink, &teardown).expect("node teardown");
     // Teardowns are idempotent.
-    rt.block_on(apply_teardown(&netlink, &teardown)).expect("node teardown again");
+    apply_teardown(&netlink, &teardown).expect("node teardown again");
     assert_eq!(ipam.allocations().count(), 0);
 
     let state = host_state();
@@ -270,11 +265,10 @@ fn failed_pod_plan_leaves_nothing_behind() {
     require_root();
     let prefix = format!("pier-t{}-rb", std::process::id());
     let mut cleanup = Cleanup::default();
-    let rt = runtime();
     let netlink = NetlinkApplier::new();
     let node_ns = ns(format!("{prefix}-node"));
     cleanup.netns.push(node_ns.clone());
-    rt.block_on(netlink.apply(&NetOp::AddNetns { name: node_ns.clone() })).expect("node netns");
+    netlink.apply(&NetOp::AddNetns { name: node_ns.clone() }).expect("node netns");
     // A node plan whose cbr0 was never made: the pod's SetMaster step fails.
     let node = NodeNetwork::new(
         Underlay {
@@ -290,7 +284,7 @@ fn failed_pod_plan_leaves_nothing_behind() {
     let pod_ns = ns(format!("{prefix}-pod"));
     cleanup.netns.push(pod_ns.clone());
     let pod = node.pod(pod_ns.clone(), "uid", "10.244.0.2".parse().expect("ip")).expect("plan");
-    let err = rt.block_on(apply_plan(&netlink, &pod.render_setup())).expect_err("no cbr0");
+    let err = apply_plan(&netlink, &pod.render_setup()).expect_err("no cbr0");
     assert!(err.to_string().contains("master cbr0"), "{err}");
     assert_eq!(err.rolled_back, 2, "{err}");
     assert!(err.rollback_failures.is_empty(), "{:?}", err.rollback_failures);
@@ -298,7 +292,7 @@ fn failed_pod_plan_leaves_nothing_behind() {
     let links = ip(&["-n", node_ns.as_str(), "-o", "link"]);
     assert!(!links.contains(pod.host_veth.as_str()), "veth rolled back: {links}");
     // Creating an existing namespace fails instead of adopting it.
-    let again = rt.block_on(netlink.apply(&NetOp::AddNetns { name: node_ns.clone() }));
+    let again = netlink.apply(&NetOp::AddNetns { name: node_ns.clone() });
     assert!(matches!(again, Err(pier_sandbox::OpError::NetnsExists(_))), "{again:?}");
     drop(cleanup);
     assert!(!ip(&["netns", "list"]).contains(&prefix));

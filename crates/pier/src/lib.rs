@@ -166,20 +166,22 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize().context("resolving the data directory")?;
     let cluster_name = args.cluster_name.clone().unwrap_or_else(|| derive_cluster_name(&data_dir));
+    // The network is made and removed with blocking netlink requests: a few at start
+    // and stop, before and after anything else runs.
     let applier = pier_sandbox::NetlinkApplier::new();
     let network = if args.nodes > 0 {
-        ClusterNetwork::cleanup_stale(&data_dir, &applier).await?;
+        ClusterNetwork::cleanup_stale(&data_dir, &applier)?;
         let underlay = args.underlay.parse().with_context(|| format!("--underlay {}", args.underlay))?;
         let pods = args.pod_cidr.parse().with_context(|| format!("--pod-cidr {}", args.pod_cidr))?;
         let net = ClusterNetwork::plan(&cluster_name, underlay, pods, args.nodes)?;
-        net.setup(&data_dir, &applier).await?;
+        net.setup(&data_dir, &applier)?;
         Some(net)
     } else {
         None
     };
     let result = run_cluster(&args, &data_dir, cluster_name, network.as_ref()).await;
     if let Some(net) = &network {
-        net.teardown(&data_dir, &applier).await;
+        net.teardown(&data_dir, &applier);
     }
     result
 }

@@ -111,12 +111,12 @@ impl ClusterNetwork {
     }
 
     /// Records the plan, then makes it (undoing it on failure).
-    pub async fn setup(&self, data_dir: &Path, applier: &NetlinkApplier) -> anyhow::Result<()> {
+    pub fn setup(&self, data_dir: &Path, applier: &NetlinkApplier) -> anyhow::Result<()> {
         let path = data_dir.join(STATE_FILE);
         std::fs::write(&path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        if let Err(e) = apply_plan(applier, &self.render_setup()).await {
-            let _ = apply_teardown(applier, &self.render_teardown()).await;
+        if let Err(e) = apply_plan(applier, &self.render_setup()) {
+            let _ = apply_teardown(applier, &self.render_teardown());
             let _ = std::fs::remove_file(&path);
             if matches!(&e.op, NetOp::AddBridge { name, .. } if *name == self.underlay.bridge) {
                 bail!(
@@ -131,8 +131,8 @@ impl ClusterNetwork {
     }
 
     /// Removes everything; the record goes last, so a failed teardown is retried.
-    pub async fn teardown(&self, data_dir: &Path, applier: &NetlinkApplier) {
-        if let Err(e) = apply_teardown(applier, &self.render_teardown()).await {
+    pub fn teardown(&self, data_dir: &Path, applier: &NetlinkApplier) {
+        if let Err(e) = apply_teardown(applier, &self.render_teardown()) {
             tracing::warn!(error = %e, "tearing down the cluster network");
             return;
         }
@@ -140,15 +140,13 @@ impl ClusterNetwork {
     }
 
     /// Tears down what a killed earlier run of this data directory left.
-    pub async fn cleanup_stale(data_dir: &Path, applier: &NetlinkApplier) -> anyhow::Result<()> {
+    pub fn cleanup_stale(data_dir: &Path, applier: &NetlinkApplier) -> anyhow::Result<()> {
         let path = data_dir.join(STATE_FILE);
         let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
         let stale: ClusterNetwork =
             serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
         tracing::info!(bridge = %stale.underlay.bridge, "removing the network a previous run left");
-        apply_teardown(applier, &stale.render_teardown())
-            .await
-            .context("removing the previous run's network")?;
+        apply_teardown(applier, &stale.render_teardown()).context("removing the previous run's network")?;
         let _ = std::fs::remove_file(&path);
         Ok(())
     }
