@@ -206,6 +206,24 @@ async fn bootstrap(
         .update(endpoints, Some("default"), "kubernetes", objects::Part::Main, &trusted(), |_| Ok(ep.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The slice the service proxy reads, written by the API server as upstream's
+    // endpoint reconciler does (the mirroring controller skips this Endpoints).
+    let slices = find("discovery.k8s.io", "endpointslices")?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [config.advertise_address.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+    });
+    if config.advertise_address.is_ipv4() {
+        objects
+            .update(slices, Some("default"), "kubernetes", objects::Part::Main, &trusted(), |_| {
+                Ok(slice.clone())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,8 @@
 //! - [`deployment`]: Deployments (rolling update and recreate).
 //! - [`endpoints`]: Endpoints and EndpointSlices for Services, and mirroring of
 //!   user-written Endpoints into slices.
+//! - [`loadbalancer`]: addresses for LoadBalancer Services from a pool
+//!   (`--lb-range`), MetalLB style; runs only when [`Config::lb_range`] is set.
 //! - [`events`]: recording core/v1 Events for all of them.
 
 pub mod deployment;
@@ -16,6 +18,7 @@ pub mod endpoints;
 pub mod events;
 pub mod gc;
 mod labels;
+pub mod loadbalancer;
 pub mod namespace;
 pub mod replication;
 mod resources;
@@ -23,16 +26,35 @@ pub mod scheduler;
 
 use kube::Client;
 
-/// Runs every controller until `shutdown` resolves.
+/// What the controllers are told beyond an API client. The default is a cluster
+/// without optional features.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The pool LoadBalancer Services get addresses from (`pier up --lb-range`, see
+    /// [`loadbalancer::parse_lb_range`]). `None` runs no LoadBalancer controller, so
+    /// such Services stay `<pending>`, as on a cluster without a load-balancer
+    /// implementation.
+    pub lb_range: Option<loadbalancer::LbRange>,
+}
+
+/// Runs every controller with the default [`Config`] until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
-    let tasks = vec![
+    run_with(client, Config::default(), shutdown).await
+}
+
+/// Runs every controller that `config` enables until `shutdown` resolves.
+pub async fn run_with(client: Client, config: Config, shutdown: impl std::future::Future<Output = ()>) {
+    let mut tasks = vec![
         tokio::spawn(gc::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(scheduler::run(client.clone())),
         tokio::spawn(replication::run(client.clone())),
         tokio::spawn(deployment::run(client.clone())),
-        tokio::spawn(endpoints::run(client)),
+        tokio::spawn(endpoints::run(client.clone())),
     ];
+    if let Some(range) = config.lb_range {
+        tasks.push(tokio::spawn(loadbalancer::run(client, range)));
+    }
     shutdown.await;
     for t in tasks {
         t.abort();

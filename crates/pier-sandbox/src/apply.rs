@@ -44,6 +44,16 @@ pub enum OpError {
     Injected,
 }
 
+impl OpError {
+    /// The kernel's errno, when the kernel refused a netlink request.
+    pub fn netlink_errno(&self) -> Option<i32> {
+        match self {
+            OpError::Netlink(rtnetlink::Error::NetlinkError(m)) => Some(m.raw_code().abs()),
+            _ => None,
+        }
+    }
+}
+
 /// Carries out single [`NetOp`]s. Calls block: async callers apply whole plans on a
 /// blocking thread, so one pod's dozen requests cost one hop off the runtime.
 ///

@@ -345,6 +345,22 @@ impl NetApplier for NetlinkApplier {
                     .build();
                 self.change(ns, RouteNetlinkMessage::NewAddress(msg), CREATE)
             }
+            NetOp::DelAddr { ns, dev, addr } => {
+                let idx = self.need_index(ns, dev)?;
+                let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(idx)
+                    .address(addr.addr(), addr.prefix())
+                    .build();
+                match self.change(ns, RouteNetlinkMessage::DelAddress(msg), NLM_F_REQUEST) {
+                    // Not there: already removed.
+                    Err(OpError::Netlink(e))
+                        if errno(&e) == Some(nix::errno::Errno::EADDRNOTAVAIL as i32) =>
+                    {
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
             NetOp::LinkUp { ns, dev } => {
                 let idx = self.need_index(ns, dev)?;
                 let msg = LinkUnspec::new_with_index(idx).up().build();

@@ -134,6 +134,15 @@ pub enum NetOp {
         /// Address with prefix.
         addr: Ipv4Cidr,
     },
+    /// Remove an IPv4 address from a link; succeeds if it is not there.
+    DelAddr {
+        /// Where.
+        ns: Netns,
+        /// Link name.
+        dev: IfName,
+        /// Address with prefix.
+        addr: Ipv4Cidr,
+    },
     /// Set a link up.
     LinkUp {
         /// Where.
@@ -239,6 +248,9 @@ impl fmt::Display for NetOp {
             }
             NetOp::AddAddr { ns, dev, addr } => {
                 write!(f, "{} addr add {addr} dev {dev}", ns.ip_prefix())
+            }
+            NetOp::DelAddr { ns, dev, addr } => {
+                write!(f, "{} addr del {addr} dev {dev}", ns.ip_prefix())
             }
             NetOp::LinkUp { ns, dev } => write!(f, "{} link set {dev} up", ns.ip_prefix()),
             NetOp::AddDefaultRoute { ns, via, dev } => {

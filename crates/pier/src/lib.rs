@@ -65,6 +65,16 @@ struct NodeArgs {
     mask: Vec<PathBuf>,
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The whole cluster's pod CIDR (traffic from outside it to a ClusterIP is
+    /// masqueraded).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The Service CIDR (an unallocated ClusterIP is rejected).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// The underlay: LoadBalancer and external IPs inside it are announced here.
+    #[arg(long)]
+    underlay: Option<String>,
     /// Where `images.yaml` may extend the image table.
     #[arg(long, default_value = "/var/lib/pier")]
     images_dir: PathBuf,
@@ -97,6 +107,11 @@ struct UpArgs {
     /// Pod addresses; each node gets a /24 of it.
     #[arg(long, default_value = "10.244.0.0/16")]
     pod_cidr: String,
+    /// Addresses LoadBalancer Services get, as `first-last` or a CIDR, announced on the
+    /// underlay by the nodes; `auto` is .200-.250 of a /24 underlay (the last
+    /// quarter of a bigger one), `none` leaves LoadBalancer Services pending.
+    #[arg(long, default_value = "auto")]
+    lb_range: String,
 }
 
 /// Runs the command line and turns its outcome into an exit code.
@@ -209,12 +224,13 @@ async fn run_cluster(
         .with_context(|| format!("starting the API server on {listen}"))?;
     let client = kube_client(&server.kubeconfig).await?;
     let (stop_controllers, controllers_stopped) = tokio::sync::oneshot::channel::<()>();
-    let controllers = tokio::spawn(pier_controllers::run(client, async move {
-        let _ = controllers_stopped.await;
-    }));
+    let lb_range = lb_range(&args.lb_range, network)?;
+    let controllers =
+        tokio::spawn(pier_controllers::run_with(client, pier_controllers::Config { lb_range }, async move {
+            let _ = controllers_stopped.await;
+        }));
     let mut node_children = Vec::new();
-    let started =
-        start_nodes(&server, data_dir, &cluster_name, &args.service_cidr, network, &mut node_children);
+    let started = start_nodes(&server, data_dir, &cluster_name, args, network, &mut node_children);
     if let Err(e) = started {
         for c in &mut node_children {
             nodes::stop_node(c, std::time::Duration::from_secs(5)).await;
@@ -242,11 +258,12 @@ fn start_nodes(
     server: &pier_apiserver::RunningServer,
     data_dir: &std::path::Path,
     cluster_name: &str,
-    service_cidr: &str,
+    args: &UpArgs,
     network: Option<&ClusterNetwork>,
     children: &mut Vec<tokio::process::Child>,
 ) -> anyhow::Result<()> {
     let Some(net) = network else { return Ok(()) };
+    let service_cidr = args.service_cidr.as_str();
     let cluster_dns = pier_admission::nth_ip(service_cidr, 10)
         .map_err(|e| anyhow::anyhow!("service CIDR {service_cidr}: {e}"))?;
     let api_url = format!("https://{}:{}", net.bridge_ip(), server.addr.port());
@@ -259,6 +276,9 @@ fn start_nodes(
             kubeconfig,
             cluster_dns,
             data_dir: data_dir.to_path_buf(),
+            cluster_cidr: args.pod_cidr.clone(),
+            service_cidr: args.service_cidr.clone(),
+            underlay: net.underlay.addr.network().to_string(),
         };
         children.push(nodes::spawn_node(&launch)?);
     }
@@ -312,10 +332,73 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         self_exe: std::env::current_exe().context("finding the pier executable")?,
         images_dir: args.images_dir,
     };
-    pier_node::run(client, config, async {
+    let proxy = proxier_config(
+        &config.name,
+        config.node_ip,
+        &args.cluster_cidr,
+        &args.service_cidr,
+        args.underlay.as_deref(),
+    )?;
+    let proxy_client = client_from_kubeconfig(
+        &kubeconfig,
+        concat!("kube-proxy/v1.33.0 (linux/amd64) pier/", env!("CARGO_PKG_VERSION")),
+    )
+    .await?;
+    let proxier = tokio::spawn(async move {
+        let nft = Arc::new(pier_nft::NftCli::new());
+        let conntrack = Arc::new(pier_nft::NetlinkConntrack::new());
+        let metrics = Arc::new(pier_proxier::Metrics::default());
+        if let Err(e) = pier_proxier::run(proxy_client, proxy, nft, conntrack, metrics).await {
+            tracing::error!(error = format!("{e:#}"), "the service proxy stopped");
+        }
+    });
+    let result = pier_node::run(client, config, async {
         let _ = wait_for_signal().await;
     })
-    .await
+    .await;
+    proxier.abort();
+    result
+}
+
+/// The service proxy of node `name`, reached at `node_ip`.
+fn proxier_config(
+    name: &str,
+    node_ip: std::net::Ipv4Addr,
+    cluster_cidr: &str,
+    service_cidr: &str,
+    underlay: Option<&str>,
+) -> anyhow::Result<pier_proxier::ProxierConfig> {
+    let cidr = |flag: &str, text: &str| -> anyhow::Result<pier_proxy::Ipv4Cidr> {
+        text.parse().map_err(|e| anyhow::anyhow!("{flag} {text}: {e}"))
+    };
+    Ok(pier_proxier::ProxierConfig {
+        node: pier_proxy::NodeInfo { name: name.to_string(), node_ips: vec![node_ip] },
+        render: pier_proxy::RenderConfig {
+            cluster_cidr: Some(cidr("--cluster-cidr", cluster_cidr)?),
+            service_cidrs: vec![cidr("--service-cidr", service_cidr)?],
+            ..pier_proxy::RenderConfig::default()
+        },
+        bind: node_ip,
+        metrics_port: pier_proxier::METRICS_PORT,
+        healthz_port: pier_proxier::HEALTHZ_PORT,
+        announce_subnet: underlay.map(|u| cidr("--underlay", u)).transpose()?,
+        uplink: Some("eth0".to_string()),
+    })
+}
+
+/// `--lb-range`: `auto` derives a pool from the underlay, `none` disables it.
+fn lb_range(
+    flag: &str,
+    network: Option<&ClusterNetwork>,
+) -> anyhow::Result<Option<pier_controllers::loadbalancer::LbRange>> {
+    let text = match (flag, network) {
+        ("none", _) | ("auto", None) => return Ok(None),
+        ("auto", Some(net)) => nodes::default_lb_range(net.underlay.addr)?,
+        (explicit, _) => explicit.to_string(),
+    };
+    pier_controllers::loadbalancer::parse_lb_range(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--lb-range {text}: {e}"))
 }
 
 /// A client for the in-process components, from the admin kubeconfig: they reach the

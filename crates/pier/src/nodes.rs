@@ -159,6 +159,25 @@ pub struct NodeLaunch {
     pub kubeconfig: PathBuf,
     pub cluster_dns: Ipv4Addr,
     pub data_dir: PathBuf,
+    /// The whole cluster's pod CIDR.
+    pub cluster_cidr: String,
+    pub service_cidr: String,
+    /// The underlay network, e.g. `172.30.0.0/24`.
+    pub underlay: String,
+}
+
+/// The default LoadBalancer pool: `.200-.250` of a /24 underlay, the last quarter of a
+/// bigger one (nodes are numbered from `.10`, so the two do not meet).
+pub fn default_lb_range(underlay: Ipv4Cidr) -> anyhow::Result<String> {
+    let net = u32::from(underlay.network().addr());
+    let size = 1u32.checked_shl(32 - u32::from(underlay.prefix())).unwrap_or(0);
+    anyhow::ensure!(
+        size >= 256,
+        "the underlay {underlay} is too small for a load balancer pool; pass --lb-range"
+    );
+    let (first, last) =
+        if size == 256 { (net + 200, net + 250) } else { (net + size / 4 * 3, net + size - 2) };
+    Ok(format!("{}-{}", Ipv4Addr::from(first), Ipv4Addr::from(last)))
 }
 
 /// Writes a node's credentials and kubeconfig into its directory.
@@ -206,7 +225,13 @@ pub fn spawn_node(launch: &NodeLaunch) -> anyhow::Result<tokio::process::Child> 
         .arg("--mask")
         .arg(&launch.data_dir)
         .arg("--images-dir")
-        .arg(&launch.data_dir);
+        .arg(&launch.data_dir)
+        .arg("--cluster-cidr")
+        .arg(&launch.cluster_cidr)
+        .arg("--service-cidr")
+        .arg(&launch.service_cidr)
+        .arg("--underlay")
+        .arg(&launch.underlay);
     pier_sandbox::node::prepare_node_command(&n.netns, &mut cmd).context("preparing the node process")?;
     tokio::process::Command::from(cmd).kill_on_drop(true).spawn().context("starting the node process")
 }
@@ -230,6 +255,14 @@ pub fn underlay_listen(net: &ClusterNetwork) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_load_balancer_pool_sits_high_in_the_underlay() {
+        let cidr = |s: &str| s.parse::<Ipv4Cidr>().expect("cidr");
+        assert_eq!(default_lb_range(cidr("172.30.0.1/24")).expect("pool"), "172.30.0.200-172.30.0.250");
+        assert_eq!(default_lb_range(cidr("10.1.0.1/22")).expect("pool"), "10.1.3.0-10.1.3.254");
+        assert!(default_lb_range(cidr("10.1.0.1/25")).is_err());
+    }
 
     #[test]
     fn bridge_names_fit_a_link_name() {

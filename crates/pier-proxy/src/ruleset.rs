@@ -1,0 +1,619 @@
+//! The desired ruleset, as objects: the fixed part every node has (base chains,
+//! dispatch maps, helper chains) and, per Service, its chains, affinity sets and map
+//! elements. [`crate::render`] turns these into a full or a partial transaction.
+//!
+//! The layout is kube-proxy's nftables mode (`pkg/proxy/nftables/proxier.go`):
+//!
+//! ```text
+//! nat-prerouting / nat-output  -> services: ip daddr . meta l4proto . th dport vmap @service-ips
+//!                                           NodePorts: ... vmap @service-nodeports
+//!   service-ips element        -> goto service-<port>   (ClusterIP, Cluster policy)
+//!                              -> goto local-<port>     (ClusterIP, internalTrafficPolicy Local)
+//!                              -> goto external-<port>  (externalIPs, load-balancer IPs)
+//!   external-<port>            -> mark for SNAT, goto service-<port>     (Cluster policy)
+//!                              -> short-circuit node and pod traffic, else goto local-<port>
+//!   service-/local-<port>      -> [ip saddr @affinity-<ep> goto endpoint-<ep>]
+//!                                 numgen random mod N vmap { i : goto endpoint-<ep> }
+//!   endpoint-<ep>              -> hairpin SNAT mark, [update @affinity-<ep>], dnat to ip:port
+//! nat-postrouting -> masquerading: masquerade what was marked
+//! filter hooks (before DNAT)   -> no-endpoint-services / no-endpoint-nodeports: reject or drop
+//!                              -> firewall-ips: loadBalancerSourceRanges
+//!                              -> cluster-ips: reject what reached a ClusterIP un-DNATed
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use crate::model::{Endpoint, NodeInfo, ServicePort, SessionAffinity};
+use crate::names::{
+    self, AFFINITY_PREFIX, ENDPOINT_PREFIX, EXTERNAL_PREFIX, FIREWALL_PREFIX, LOCAL_PREFIX, SERVICE_PREFIX,
+};
+use crate::render::{LoadBalancing, NodePortAddresses, RenderConfig};
+use crate::transaction::{BaseChain, ChainKind, ElementKey, Hook, Op, Verdict};
+
+// Fixed chains.
+pub(crate) const FILTER_PREROUTING: &str = "filter-prerouting";
+pub(crate) const FILTER_INPUT: &str = "filter-input";
+pub(crate) const FILTER_FORWARD: &str = "filter-forward";
+pub(crate) const FILTER_OUTPUT: &str = "filter-output";
+pub(crate) const FILTER_OUTPUT_POST_DNAT: &str = "filter-output-post-dnat";
+pub(crate) const NAT_PREROUTING: &str = "nat-prerouting";
+pub(crate) const NAT_OUTPUT: &str = "nat-output";
+pub(crate) const NAT_POSTROUTING: &str = "nat-postrouting";
+const SERVICES: &str = "services";
+const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
+const NODEPORT_ENDPOINTS_CHECK: &str = "nodeport-endpoints-check";
+const REJECT_CHAIN: &str = "reject-chain";
+const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
+const FIREWALL_CHECK: &str = "firewall-check";
+const MARK_MASQ: &str = "mark-for-masquerade";
+const MASQUERADING: &str = "masquerading";
+
+// Sets and maps.
+pub(crate) const CLUSTER_IPS: &str = "cluster-ips";
+pub(crate) const NODEPORT_IPS: &str = "nodeport-ips";
+pub(crate) const SERVICE_IPS: &str = "service-ips";
+pub(crate) const SERVICE_NODEPORTS: &str = "service-nodeports";
+pub(crate) const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+pub(crate) const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+pub(crate) const FIREWALL_IPS: &str = "firewall-ips";
+
+/// Base chains: the filter chains run before DNAT (priority dstnat-10) so they see
+/// the service address, except `filter-output-post-dnat`, which sees what DNAT left
+/// untouched. Priorities are numbers because nft only accepts the names `dstnat` and
+/// `srcnat` on some hooks.
+const BASE_CHAINS: [(&str, ChainKind, Hook, i32); 8] = [
+    (FILTER_PREROUTING, ChainKind::Filter, Hook::Prerouting, -110),
+    (FILTER_INPUT, ChainKind::Filter, Hook::Input, -110),
+    (FILTER_FORWARD, ChainKind::Filter, Hook::Forward, -110),
+    (FILTER_OUTPUT, ChainKind::Filter, Hook::Output, -110),
+    (FILTER_OUTPUT_POST_DNAT, ChainKind::Filter, Hook::Output, -90),
+    (NAT_PREROUTING, ChainKind::Nat, Hook::Prerouting, -100),
+    (NAT_OUTPUT, ChainKind::Nat, Hook::Output, -100),
+    (NAT_POSTROUTING, ChainKind::Nat, Hook::Postrouting, 100),
+];
+
+/// Jumps from base chains to the helper chains: (from, condition, to). `reject` is
+/// only allowed in input, forward and output hooks on older kernels, so the
+/// endpoint checks are not hooked at prerouting.
+const JUMPS: [(&str, &str, &str); 11] = [
+    (FILTER_INPUT, "ct state new ", NODEPORT_ENDPOINTS_CHECK),
+    (FILTER_INPUT, "ct state new ", SERVICE_ENDPOINTS_CHECK),
+    (FILTER_FORWARD, "ct state new ", SERVICE_ENDPOINTS_CHECK),
+    (FILTER_OUTPUT, "ct state new ", SERVICE_ENDPOINTS_CHECK),
+    (FILTER_PREROUTING, "ct state new ", FIREWALL_CHECK),
+    (FILTER_OUTPUT, "ct state new ", FIREWALL_CHECK),
+    (NAT_OUTPUT, "", SERVICES),
+    (NAT_PREROUTING, "", SERVICES),
+    (NAT_POSTROUTING, "", MASQUERADING),
+    (FILTER_FORWARD, "ct state new ", CLUSTER_IPS_CHECK),
+    (FILTER_OUTPUT_POST_DNAT, "ct state new ", CLUSTER_IPS_CHECK),
+];
+
+/// The verdict maps: (name, key type, comment).
+const MAPS: [(&str, &str, &str); 5] = [
+    (
+        NO_ENDPOINT_SERVICES,
+        "ipv4_addr . inet_proto . inet_service",
+        "vmap to drop or reject packets to services with no endpoints",
+    ),
+    (
+        NO_ENDPOINT_NODEPORTS,
+        "inet_proto . inet_service",
+        "vmap to drop or reject packets to service nodeports with no endpoints",
+    ),
+    (
+        FIREWALL_IPS,
+        "ipv4_addr . inet_proto . inet_service",
+        "destinations that are subject to LoadBalancerSourceRanges",
+    ),
+    (
+        SERVICE_IPS,
+        "ipv4_addr . inet_proto . inet_service",
+        "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+    ),
+    (SERVICE_NODEPORTS, "inet_proto . inet_service", "NodePort traffic"),
+];
+
+/// A rule: nft text and an optional comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub text: String,
+    pub comment: Option<&'static str>,
+}
+
+/// A per-Service chain and its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chain {
+    pub name: String,
+    pub rules: Vec<Rule>,
+    /// The affinity sets its rules reference: if one must be re-created, the chain
+    /// must be flushed first and rewritten after.
+    pub sets: Vec<String>,
+}
+
+/// A ClientIP affinity set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AffinitySet {
+    pub name: String,
+    pub timeout_seconds: u32,
+}
+
+/// An element of one of the fixed sets or maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Element {
+    pub container: &'static str,
+    pub key: ElementKey,
+    pub value: Option<Verdict>,
+    pub comment: Option<String>,
+}
+
+impl Element {
+    pub(crate) fn add_op(&self) -> Op {
+        Op::AddElement {
+            container: self.container.to_string(),
+            key: self.key,
+            value: self.value.clone(),
+            comment: self.comment.clone(),
+        }
+    }
+
+    pub(crate) fn delete_op(&self) -> Op {
+        Op::DeleteElement { container: self.container.to_string(), key: self.key }
+    }
+}
+
+/// Everything one Service contributes to the ruleset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServiceObjects {
+    /// In creation order.
+    pub chains: Vec<Chain>,
+    pub sets: Vec<AffinitySet>,
+    /// Keyed by (container, key): a multi-port Service adds its cluster IP to
+    /// `cluster-ips` once per port, and it must be one element.
+    pub elements: BTreeMap<(&'static str, ElementKey), Element>,
+}
+
+impl ServiceObjects {
+    fn chain(&mut self, index: &mut HashMap<String, usize>, name: &str) -> &mut Chain {
+        let i = *index.entry(name.to_string()).or_insert_with(|| {
+            self.chains.push(Chain { name: name.to_string(), rules: Vec::new(), sets: Vec::new() });
+            self.chains.len() - 1
+        });
+        &mut self.chains[i]
+    }
+
+    fn element(
+        &mut self,
+        container: &'static str,
+        key: ElementKey,
+        value: Option<Verdict>,
+        comment: Option<String>,
+    ) {
+        self.elements.insert((container, key), Element { container, key, value, comment });
+    }
+
+    pub(crate) fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+}
+
+fn rule(text: String) -> Rule {
+    Rule { text, comment: None }
+}
+
+/// The fixed part of the ruleset, for a full sync: table, base chains (re-created, so
+/// a changed priority applies), helper chains and their rules, and every set and map
+/// declared and emptied (the Services' elements follow).
+pub(crate) fn base_ops(cfg: &RenderConfig, node: &NodeInfo, ops: &mut Vec<Op>) -> BaseCounts {
+    let mut counts = BaseCounts::default();
+    let mut add_rule = |ops: &mut Vec<Op>, chain: &str, rule: String, comment: Option<&str>| {
+        counts.rules += 1;
+        ops.push(Op::AddRule { chain: chain.to_string(), rule, comment: comment.map(str::to_string) });
+    };
+    ops.push(Op::AddTable { comment: Some("rules for pier-proxy".to_string()) });
+    for (name, ..) in BASE_CHAINS {
+        // add+delete first, as upstream does once per process: it empties the chain
+        // and lets the next `add` set a hook or priority that differs from what an
+        // older version created (an `add` with other properties would fail).
+        ops.push(Op::AddChain { name: name.to_string(), base: None, comment: None });
+        ops.push(Op::DeleteChain { name: name.to_string() });
+    }
+    for (name, kind, hook, priority) in BASE_CHAINS {
+        ops.push(Op::AddChain {
+            name: name.to_string(),
+            base: Some(BaseChain { kind, hook, priority }),
+            comment: None,
+        });
+        counts.chains += 1;
+    }
+    let helpers = [
+        (SERVICES, None),
+        (SERVICE_ENDPOINTS_CHECK, None),
+        (NODEPORT_ENDPOINTS_CHECK, None),
+        (FIREWALL_CHECK, None),
+        (CLUSTER_IPS_CHECK, None),
+        (MASQUERADING, None),
+        (MARK_MASQ, None),
+        (REJECT_CHAIN, Some("helper for @no-endpoint-services / @no-endpoint-nodeports")),
+    ];
+    for (name, comment) in helpers {
+        ops.push(Op::AddChain { name: name.to_string(), base: None, comment: comment.map(str::to_string) });
+        ops.push(Op::FlushChain { name: name.to_string() });
+        counts.chains += 1;
+    }
+    for (from, condition, to) in JUMPS {
+        add_rule(ops, from, format!("{condition}jump {to}"), None);
+    }
+
+    let mark = format!("{:#x}", cfg.masquerade_mark);
+    add_rule(ops, MARK_MASQ, format!("mark set mark or {mark}"), None);
+    add_rule(ops, MASQUERADING, format!("mark and {mark} == 0 return"), None);
+    // Clear the mark so it does not leak into a second pass (e.g. through a tunnel).
+    add_rule(ops, MASQUERADING, format!("mark set mark xor {mark}"), None);
+    add_rule(ops, MASQUERADING, "masquerade fully-random".to_string(), None);
+    add_rule(ops, REJECT_CHAIN, "reject".to_string(), None);
+
+    ops.push(Op::AddSet {
+        name: CLUSTER_IPS.to_string(),
+        timeout_seconds: None,
+        comment: Some("Active ClusterIPs".to_string()),
+    });
+    ops.push(Op::FlushSet { name: CLUSTER_IPS.to_string() });
+    counts.sets += 1;
+    add_rule(
+        ops,
+        CLUSTER_IPS_CHECK,
+        format!("ip daddr @{CLUSTER_IPS} reject"),
+        Some("Reject traffic to invalid ports of ClusterIPs"),
+    );
+    if !cfg.service_cidrs.is_empty() {
+        add_rule(
+            ops,
+            CLUSTER_IPS_CHECK,
+            format!("ip daddr {{ {} }} drop", join(cfg.service_cidrs.iter())),
+            Some("Drop traffic to unallocated ClusterIPs"),
+        );
+    }
+
+    // nodeport-ips exists only when NodePorts are limited to the node's addresses;
+    // add+delete removes it otherwise (a bare delete fails if it is missing).
+    ops.push(Op::AddSet {
+        name: NODEPORT_IPS.to_string(),
+        timeout_seconds: None,
+        comment: Some("IPs that accept NodePort traffic".to_string()),
+    });
+    match cfg.node_port_addresses {
+        NodePortAddresses::AllLocal => ops.push(Op::DeleteSet { name: NODEPORT_IPS.to_string() }),
+        NodePortAddresses::NodeIps => {
+            counts.sets += 1;
+            ops.push(Op::FlushSet { name: NODEPORT_IPS.to_string() });
+            for element in node_elements(cfg, node) {
+                counts.elements += 1;
+                ops.push(element.add_op());
+            }
+        }
+    }
+
+    for (name, key_type, comment) in MAPS {
+        ops.push(Op::AddMap {
+            name: name.to_string(),
+            key_type: key_type.to_string(),
+            comment: Some(comment.to_string()),
+        });
+        ops.push(Op::FlushMap { name: name.to_string() });
+        counts.sets += 1;
+    }
+
+    add_rule(
+        ops,
+        SERVICE_ENDPOINTS_CHECK,
+        format!("ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"),
+        None,
+    );
+    // `filter-input` only sees packets to local addresses, so no `fib` test is
+    // needed here; localhost is excluded as kube-proxy does not serve NodePorts there.
+    let nodeport_match = match cfg.node_port_addresses {
+        NodePortAddresses::AllLocal => "ip daddr != 127.0.0.0/8".to_string(),
+        NodePortAddresses::NodeIps => format!("ip daddr @{NODEPORT_IPS}"),
+    };
+    add_rule(
+        ops,
+        NODEPORT_ENDPOINTS_CHECK,
+        format!("{nodeport_match} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"),
+        None,
+    );
+    add_rule(ops, FIREWALL_CHECK, format!("ip daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}"), None);
+    add_rule(ops, SERVICES, format!("ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}"), None);
+    let nodeport_dispatch = match cfg.node_port_addresses {
+        NodePortAddresses::AllLocal => "fib daddr type local ip daddr != 127.0.0.0/8".to_string(),
+        NodePortAddresses::NodeIps => format!("ip daddr @{NODEPORT_IPS}"),
+    };
+    add_rule(
+        ops,
+        SERVICES,
+        format!("{nodeport_dispatch} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"),
+        None,
+    );
+    counts
+}
+
+/// Sizes of the fixed part.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BaseCounts {
+    pub chains: usize,
+    pub rules: usize,
+    pub sets: usize,
+    pub elements: usize,
+}
+
+/// The `nodeport-ips` elements: the node's addresses but loopback, which kube-proxy
+/// refuses for NodePorts.
+pub(crate) fn node_elements(cfg: &RenderConfig, node: &NodeInfo) -> Vec<Element> {
+    if cfg.node_port_addresses != NodePortAddresses::NodeIps {
+        return Vec::new();
+    }
+    let mut ips: Vec<Ipv4Addr> = node.node_ips.iter().copied().filter(|ip| !ip.is_loopback()).collect();
+    ips.sort();
+    ips.dedup();
+    ips.into_iter()
+        .map(|ip| Element { container: NODEPORT_IPS, key: ElementKey::Ip(ip), value: None, comment: None })
+        .collect()
+}
+
+/// The chains, affinity sets and map elements of one Service (all its ports).
+pub(crate) fn service_objects(cfg: &RenderConfig, node: &NodeInfo, ports: &[ServicePort]) -> ServiceObjects {
+    let mut out = ServiceObjects::default();
+    let mut index = HashMap::new();
+    for port in ports {
+        port_objects(cfg, node, port, &mut out, &mut index);
+    }
+    out
+}
+
+/// Names of one endpoint's chain and affinity set.
+struct EndpointNames {
+    chain: String,
+    affinity: String,
+}
+
+fn port_objects(
+    cfg: &RenderConfig,
+    node: &NodeInfo,
+    sp: &ServicePort,
+    out: &mut ServiceObjects,
+    index: &mut HashMap<String, usize>,
+) {
+    let proto = sp.name.protocol;
+    let p = proto.as_nft();
+    let spn = sp.name.to_string();
+    let base = names::service_port_base(&sp.name);
+    let cluster_chain = format!("{SERVICE_PREFIX}{base}");
+    let local_chain = format!("{LOCAL_PREFIX}{base}");
+    let external_chain = format!("{EXTERNAL_PREFIX}{base}");
+    let firewall_chain = format!("{FIREWALL_PREFIX}{base}");
+    let affinity = match sp.session_affinity {
+        SessionAffinity::ClientIp { timeout_seconds } => Some(timeout_seconds),
+        SessionAffinity::None => None,
+    };
+
+    let cat = sp.categorize();
+    let ep_names = |ep: &Endpoint| {
+        let base = names::endpoint_base(&sp.name, ep.ip, ep.port);
+        EndpointNames {
+            chain: format!("{ENDPOINT_PREFIX}{base}"),
+            affinity: format!("{AFFINITY_PREFIX}{base}"),
+        }
+    };
+
+    let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
+    let uses_local_chain = !cat.local.is_empty() && sp.uses_local_endpoints();
+    let has_any = cat.has_any;
+    let (internal_chain, has_internal) = if sp.internal_policy_local {
+        (&local_chain, has_any && !cat.local.is_empty())
+    } else {
+        (&cluster_chain, has_any)
+    };
+    let (external_policy_chain, has_external) = if sp.external_policy_local {
+        (&local_chain, has_any && !cat.local.is_empty())
+    } else {
+        (&cluster_chain, has_any)
+    };
+    // Created even when Local policy has no local endpoint: traffic from this node
+    // and its pods is still short-circuited to the Cluster chain.
+    let uses_external_chain = has_any && sp.externally_accessible();
+    let uses_firewall = !sp.load_balancer_ips.is_empty() && !sp.load_balancer_source_ranges.is_empty();
+
+    // No endpoint anywhere: reject at once (connection refused, not a timeout).
+    // Endpoints exist but none local under Local policy: drop, as upstream.
+    let reject = Verdict::Goto(REJECT_CHAIN.to_string());
+    let internal_filter = if has_any { Verdict::Drop } else { reject.clone() };
+    let external_filter = internal_filter.clone();
+
+    // Chains, in a readable order; their rules are filled in below.
+    if uses_cluster_chain {
+        out.chain(index, &cluster_chain);
+    }
+    if uses_local_chain {
+        out.chain(index, &local_chain);
+    }
+    if uses_external_chain {
+        out.chain(index, &external_chain);
+    }
+    if uses_firewall {
+        out.chain(index, &firewall_chain);
+    }
+    for ep in &cat.reachable {
+        out.chain(index, &ep_names(ep).chain);
+    }
+
+    // Dispatch elements.
+    let ip_port = |ip: Ipv4Addr| ElementKey::IpPort { ip, protocol: proto, port: sp.port };
+    out.element(CLUSTER_IPS, ElementKey::Ip(sp.cluster_ip), None, None);
+    if has_internal {
+        out.element(SERVICE_IPS, ip_port(sp.cluster_ip), Some(Verdict::Goto(internal_chain.clone())), None);
+    } else {
+        out.element(NO_ENDPOINT_SERVICES, ip_port(sp.cluster_ip), Some(internal_filter), Some(spn.clone()));
+    }
+    for ip in &sp.external_ips {
+        if has_any {
+            out.element(SERVICE_IPS, ip_port(*ip), Some(Verdict::Goto(external_chain.clone())), None);
+        }
+        if !has_external {
+            out.element(NO_ENDPOINT_SERVICES, ip_port(*ip), Some(external_filter.clone()), Some(spn.clone()));
+        }
+    }
+    for ip in &sp.load_balancer_ips {
+        if has_any {
+            out.element(SERVICE_IPS, ip_port(*ip), Some(Verdict::Goto(external_chain.clone())), None);
+        }
+        if uses_firewall {
+            out.element(FIREWALL_IPS, ip_port(*ip), Some(Verdict::Goto(firewall_chain.clone())), None);
+        }
+        if !has_external {
+            out.element(NO_ENDPOINT_SERVICES, ip_port(*ip), Some(external_filter.clone()), Some(spn.clone()));
+        }
+    }
+    if let Some(node_port) = sp.node_port {
+        let key = ElementKey::Port { protocol: proto, port: node_port };
+        // NodePorts are not subject to loadBalancerSourceRanges, as upstream.
+        if has_any {
+            out.element(SERVICE_NODEPORTS, key, Some(Verdict::Goto(external_chain.clone())), None);
+        }
+        if !has_external {
+            out.element(NO_ENDPOINT_NODEPORTS, key, Some(external_filter.clone()), Some(spn.clone()));
+        }
+    }
+
+    // Traffic to the cluster IP from outside the pod network (the node itself, or a
+    // client routed to this node) must come back through this node: SNAT it.
+    if has_internal {
+        let daddr = format!("ip daddr {} {p} dport {}", sp.cluster_ip, sp.port);
+        let masq = if cfg.masquerade_all {
+            Some(format!("{daddr} jump {MARK_MASQ}"))
+        } else {
+            cfg.cluster_cidr.map(|cidr| format!("{daddr} ip saddr != {cidr} jump {MARK_MASQ}"))
+        };
+        if let Some(masq) = masq {
+            out.chain(index, internal_chain).rules.push(rule(masq));
+        }
+    }
+
+    if uses_external_chain {
+        let mut rules = Vec::new();
+        if !sp.external_policy_local {
+            // Endpoints may be on other nodes: SNAT so replies come back here.
+            rules.push(rule(format!("jump {MARK_MASQ}")));
+        } else {
+            // Local policy keeps the client's address, except for traffic that
+            // starts on this node: pods and the node itself reach the Service as if
+            // through the load balancer and use Cluster policy.
+            if let Some(cidr) = cfg.cluster_cidr {
+                rules.push(Rule {
+                    text: format!("ip saddr {cidr} goto {cluster_chain}"),
+                    comment: Some("short-circuit pod traffic"),
+                });
+            }
+            // The node's own source address is a local one, so it needs SNAT.
+            rules.push(Rule {
+                text: format!("fib saddr type local jump {MARK_MASQ}"),
+                comment: Some("masquerade local traffic"),
+            });
+            rules.push(Rule {
+                text: format!("fib saddr type local goto {cluster_chain}"),
+                comment: Some("short-circuit local traffic"),
+            });
+        }
+        if has_external {
+            rules.push(rule(format!("goto {external_policy_chain}")));
+        }
+        out.chain(index, &external_chain).rules.extend(rules);
+    }
+
+    if uses_firewall {
+        let mut sources: Vec<String> =
+            sp.load_balancer_source_ranges.iter().map(ToString::to_string).collect();
+        // A load-balancer IP that is a local address loops back with itself as the
+        // source; let the node reach its own load balancer when the ranges admit it.
+        if sp.load_balancer_source_ranges.iter().any(|r| node.node_ips.iter().any(|ip| r.contains(*ip))) {
+            sources.extend(sp.load_balancer_ips.iter().map(ToString::to_string));
+        }
+        out.chain(index, &firewall_chain)
+            .rules
+            .push(rule(format!("ip saddr != {{ {} }} drop", sources.join(", "))));
+    }
+
+    if let Some(timeout_seconds) = affinity {
+        for ep in &cat.reachable {
+            out.sets.push(AffinitySet { name: ep_names(ep).affinity, timeout_seconds });
+        }
+    }
+
+    if uses_cluster_chain {
+        let chain = out.chain(index, &cluster_chain);
+        load_balance(chain, &cat.cluster, affinity.is_some(), cfg.load_balancing, &ep_names);
+    }
+    if uses_local_chain {
+        let chain = out.chain(index, &local_chain);
+        load_balance(chain, &cat.local, affinity.is_some(), cfg.load_balancing, &ep_names);
+    }
+
+    for ep in &cat.reachable {
+        let names = ep_names(ep);
+        let chain = out.chain(index, &names.chain);
+        // Hairpin: a pod reaching itself through the Service must see the reply
+        // come from the service address, so SNAT it.
+        chain.rules.push(rule(format!("ip saddr {} jump {MARK_MASQ}", ep.ip)));
+        if affinity.is_some() {
+            chain.rules.push(rule(format!("update @{} {{ ip saddr }}", names.affinity)));
+            chain.sets.push(names.affinity);
+        }
+        chain.rules.push(rule(format!("meta l4proto {p} dnat to {}:{}", ep.ip, ep.port)));
+    }
+}
+
+/// The rules of a service or local chain: affinity lookups first (a client seen
+/// recently goes back to its endpoint), then a random pick.
+fn load_balance(
+    chain: &mut Chain,
+    endpoints: &[&Endpoint],
+    affinity: bool,
+    mode: LoadBalancing,
+    names: &impl Fn(&Endpoint) -> EndpointNames,
+) {
+    let names: Vec<EndpointNames> = endpoints.iter().map(|ep| names(ep)).collect();
+    if affinity {
+        for n in &names {
+            chain.rules.push(rule(format!("ip saddr @{} goto {}", n.affinity, n.chain)));
+            chain.sets.push(n.affinity.clone());
+        }
+    }
+    match mode {
+        LoadBalancing::VerdictMap => {
+            let mut vmap = String::new();
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    vmap.push_str(", ");
+                }
+                let _ = write!(vmap, "{i} : goto {}", n.chain);
+            }
+            chain.rules.push(rule(format!("numgen random mod {} vmap {{ {vmap} }}", names.len())));
+        }
+        LoadBalancing::Rules => {
+            // Rule i takes 1/(N-i) of what reaches it, so every endpoint gets 1/N.
+            let n = names.len();
+            for (i, name) in names.iter().enumerate() {
+                if i + 1 == n {
+                    chain.rules.push(rule(format!("goto {}", name.chain)));
+                } else {
+                    chain.rules.push(rule(format!("numgen random mod {} == 0 goto {}", n - i, name.chain)));
+                }
+            }
+        }
+    }
+}
+
+fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}

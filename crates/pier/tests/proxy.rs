@@ -1,0 +1,353 @@
+//! End-to-end: the service proxy (issue 5) with the real kubectl and curl, from pods
+//! and from the host: ClusterIPs balanced over ready pods, hairpin, immediate refusal
+//! without endpoints, session affinity and its expiry, NodePorts, LoadBalancer
+//! addresses announced on the underlay, and the client address a pod sees under both
+//! external traffic policies.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pier_testkit::{table_rows, wait_for, Cluster};
+
+const WAIT: Duration = Duration::from_secs(30);
+const KUBIA_RC: &str = include_str!("../../../examples/kubia-rc.yaml");
+
+/// The book's replication controller with its container port named, for services
+/// that target it by name.
+fn kubia_rc_named_port() -> String {
+    KUBIA_RC.replace("- containerPort: 8080", "- {name: web, containerPort: 8080}")
+}
+
+fn apply(c: &Cluster, yaml: &str) {
+    c.kubectl_stdin(&["apply", "-f", "-"], yaml).ok();
+}
+
+/// Waits until `n` pods with `selector` are Running and ready; returns their
+/// `get pods -o wide` rows.
+fn wait_running(c: &Cluster, selector: &str, n: usize) -> Vec<Vec<String>> {
+    wait_for(&format!("{n} running pods {selector}"), WAIT, || {
+        let out = c.kubectl(&["get", "pods", "-l", selector, "-o", "wide"]).ok().to_string();
+        let rows: Vec<Vec<String>> = table_rows(&out).into_iter().skip(1).collect();
+        let ready = rows.iter().filter(|r| r[1] == "1/1" && r[2] == "Running").count();
+        if rows.len() == n && ready == n {
+            Ok(rows)
+        } else {
+            Err(out)
+        }
+    })
+}
+
+fn jsonpath(c: &Cluster, kind: &str, name: &str, path: &str) -> String {
+    c.kubectl(&["get", kind, name, "-o", &format!("jsonpath={{{path}}}")]).ok().to_string()
+}
+
+/// Runs `curl` `n` times inside `pod` (one exec), one answer per line; failed requests
+/// print `curl-exit-<code>`.
+fn curl_from_pod(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
+    let script = format!("for i in $(seq {n}); do curl -s -m 5 {url} || echo curl-exit-$?; done",);
+    c.kubectl(&["exec", pod, "--", "sh", "-c", &script]).ok().lines().map(str::to_string).collect()
+}
+
+/// curl from the host (the test's own namespace reaches the underlay bridge).
+fn curl_from_host(url: &str) -> (i32, String) {
+    let out = Command::new("curl").args(["-s", "-m", "5", url]).output().expect("running curl");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn hit_pod(answer: &str) -> Option<&str> {
+    answer.strip_prefix("You've hit ")
+}
+
+#[test]
+fn cluster_ips_balance_hairpin_and_reject() {
+    let c = pier_testkit::start_cluster!(nodes: 1);
+    apply(&c, &kubia_rc_named_port());
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: kubia-rc}
+spec:
+  selector: {app: kubia-rc}
+  ports:
+  - {name: http, port: 80, targetPort: web}
+  - {name: also, port: 8081, targetPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody-home}
+spec:
+  selector: {app: nothing-matches}
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    );
+    let rows = wait_running(&c, "app=kubia-rc", 3);
+    let pods: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    let client = &rows[0][0];
+    let ip = jsonpath(&c, "svc", "kubia-rc", ".spec.clusterIP");
+    let octets: Vec<u8> = ip.split('.').filter_map(|o| o.parse().ok()).collect();
+    assert!(octets.len() == 4 && octets[0] == 10 && (96..=111).contains(&octets[1]), "cluster IP {ip}");
+
+    // Random per connection: several pods answer, and only the service's pods.
+    let answers = wait_for("the service answering", WAIT, || {
+        let a = curl_from_pod(&c, client, &format!("http://{ip}"), 30);
+        if a.iter().all(|l| hit_pod(l).is_some()) {
+            Ok(a)
+        } else {
+            Err(format!("{a:?}"))
+        }
+    });
+    let hit: BTreeSet<&str> = answers.iter().filter_map(|a| hit_pod(a)).collect();
+    assert!(hit.is_subset(&pods), "{hit:?} not among {pods:?}");
+    assert!(hit.len() >= 2, "30 requests all went to {hit:?}");
+    // The second port, by number, reaches the same pods.
+    let other = curl_from_pod(&c, client, &format!("http://{ip}:8081"), 3);
+    assert!(other.iter().all(|a| hit_pod(a).is_some_and(|p| pods.contains(p))), "{other:?}");
+    // Hairpin: the client reaches itself through the service.
+    assert!(
+        hit.contains(client.as_str()) || {
+            let more = curl_from_pod(&c, client, &format!("http://{ip}"), 40);
+            more.iter().any(|a| hit_pod(a) == Some(client.as_str()))
+        },
+        "{client} never reached itself through {ip}"
+    );
+
+    // No endpoints: refused at once (curl exit 7), not a timeout.
+    let empty = jsonpath(&c, "svc", "nobody-home", ".spec.clusterIP");
+    let started = Instant::now();
+    let refused = curl_from_pod(&c, client, &format!("http://{empty}"), 1);
+    assert_eq!(refused, vec!["curl-exit-7"], "to {empty}");
+    assert!(started.elapsed() < Duration::from_secs(4), "refusal took {:?}", started.elapsed());
+    // A port the service does not have: refused too.
+    assert_eq!(curl_from_pod(&c, client, &format!("http://{ip}:81"), 1), vec!["curl-exit-7"]);
+
+    // The `kubernetes` Service leads to the API server (`/version` is public).
+    let api = c
+        .kubectl(&[
+            "exec",
+            client,
+            "--",
+            "curl",
+            "-sk",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://10.96.0.1/version",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(api, "200", "the API server through 10.96.0.1");
+
+    // Endpoints follow readiness: scaled to one pod, only that one answers.
+    c.kubectl(&["scale", "rc", "kubia-rc", "--replicas=1"]).ok();
+    let left = wait_running(&c, "app=kubia-rc", 1);
+    let only = left[0][0].clone();
+    wait_for("only the remaining pod answering", WAIT, || {
+        let a = curl_from_pod(&c, &only, &format!("http://{ip}"), 10);
+        if a.iter().all(|l| hit_pod(l) == Some(only.as_str())) {
+            Ok(())
+        } else {
+            Err(format!("{a:?}"))
+        }
+    });
+}
+
+#[test]
+fn session_affinity_holds_then_expires() {
+    let c = pier_testkit::start_cluster!(nodes: 1);
+    apply(&c, KUBIA_RC);
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: kubia-rc}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 2}}
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    );
+    let rows = wait_running(&c, "app=kubia-rc", 3);
+    let client = &rows[0][0];
+    let ip = jsonpath(&c, "svc", "sticky", ".spec.clusterIP");
+    let first = wait_for("the sticky service answering", WAIT, || {
+        let a = curl_from_pod(&c, client, &format!("http://{ip}"), 1);
+        a.first().and_then(|l| hit_pod(l)).map(str::to_string).ok_or(format!("{a:?}"))
+    });
+    let again = curl_from_pod(&c, client, &format!("http://{ip}"), 20);
+    assert!(
+        again.iter().all(|a| hit_pod(a) == Some(first.as_str())),
+        "affinity to {first} broken: {again:?}"
+    );
+
+    // Idle longer than the timeout, the client may land elsewhere. Each try waits out
+    // the timeout first (every request renews it); a third of the time the random
+    // choice is the same pod again, so several tries may be needed.
+    let deadline = Instant::now() + WAIT;
+    let moved = loop {
+        std::thread::sleep(Duration::from_millis(2_500));
+        let a = curl_from_pod(&c, client, &format!("http://{ip}"), 1);
+        match a.first().and_then(|l| hit_pod(l)) {
+            Some(p) if p != first => break p.to_string(),
+            _ if Instant::now() > deadline => panic!("never left {first} after the affinity timeout"),
+            _ => {}
+        }
+    };
+    let after = curl_from_pod(&c, client, &format!("http://{ip}"), 10);
+    assert!(after.iter().all(|a| hit_pod(a) == Some(moved.as_str())), "new affinity to {moved}: {after:?}");
+}
+
+/// The `Received request from` lines a kubia pod logged, as client addresses.
+fn clients_seen(c: &Cluster, pod: &str) -> Vec<String> {
+    c.kubectl(&["logs", pod])
+        .ok()
+        .lines()
+        .filter_map(|l| l.strip_prefix("Received request from ::ffff:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn node_ports_load_balancers_and_client_addresses() {
+    let c = pier_testkit::start_cluster!(nodes: 2);
+    let nodes = wait_for("two Ready nodes", WAIT, || {
+        let out = c.kubectl(&["get", "nodes", "-o", "wide"]).ok().to_string();
+        let rows: Vec<Vec<String>> =
+            table_rows(&out).into_iter().skip(1).filter(|r| r[1] == "Ready").collect();
+        if rows.len() == 2 {
+            Ok(rows)
+        } else {
+            Err(out)
+        }
+    });
+    let node_ip = |name: &str| nodes.iter().find(|r| r[0] == name).map(|r| r[5].clone()).expect("node row");
+    let (ip0, ip1) = (node_ip("pier-node-0"), node_ip("pier-node-1"));
+    // The host's address on the underlay: the bridge, .1 of the nodes' subnet.
+    let host_ip = format!("{}.1", ip0.rsplit_once('.').expect("dotted").0);
+
+    // One kubia pod, on node 1 only.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: pier-node-1}
+  containers: [{name: web, image: luksa/kubia, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-nodeport}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30123}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30124}]
+"#,
+    );
+    wait_running(&c, "app=web", 1);
+
+    // NodePort, on both nodes' addresses from the host; the pod sees a node address
+    // (externalTrafficPolicy: Cluster masquerades).
+    for ip in [&ip0, &ip1] {
+        let url = format!("http://{ip}:30123");
+        wait_for(&format!("{url} from the host"), WAIT, || match curl_from_host(&url) {
+            (0, body) if body == "You've hit web\n" => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+    }
+    let seen = clients_seen(&c, "web");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| *s != host_ip),
+        "Cluster policy showed the client: {seen:?}"
+    );
+
+    // LoadBalancer: an address from the pool, shown by kubectl, reachable from the host.
+    let external = wait_for("an EXTERNAL-IP for web-lb", WAIT, || {
+        let out = c.kubectl(&["get", "svc", "web-lb"]).ok().to_string();
+        match table_rows(&out).get(1) {
+            Some(r) if r[3] != "<pending>" => Ok(r[3].clone()),
+            _ => Err(out),
+        }
+    });
+    let (subnet, last) = external.rsplit_once('.').expect("dotted");
+    let last: u8 = last.parse().expect("octet");
+    assert!(ip0.starts_with(subnet) && (200..=250).contains(&last), "{external} is not in the default pool");
+    wait_for(&format!("http://{external} from the host"), WAIT, || {
+        match curl_from_host(&format!("http://{external}")) {
+            (0, body) if body == "You've hit web\n" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    // externalTrafficPolicy: Local: the node with the pod serves and the pod sees the
+    // host's own address; the other node drops, and its health check says 503.
+    let before = clients_seen(&c, "web").len();
+    wait_for("the Local NodePort on node 1", WAIT, || match curl_from_host(&format!("http://{ip1}:30124")) {
+        (0, body) if body == "You've hit web\n" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let seen = clients_seen(&c, "web");
+    assert_eq!(
+        seen.get(before).map(String::as_str),
+        Some(host_ip.as_str()),
+        "Local policy hid the client: {seen:?}"
+    );
+    let (code, body) = curl_from_host(&format!("http://{ip0}:30124"));
+    assert_ne!(code, 0, "node 0 has no local endpoint but answered {body:?}");
+    let health = jsonpath(&c, "svc", "web-local", ".spec.healthCheckNodePort");
+    let check = |ip: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{ip}:{health}/"),
+            ])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("health checks", WAIT, || match (check(&ip0), check(&ip1)) {
+        (a, b) if a == "503" && b == "200" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let (_, body) = curl_from_host(&format!("http://{ip1}:{health}/"));
+    assert_eq!(
+        body,
+        r#"{"service":{"namespace":"default","name":"web-local"},"localEndpoints":1,"serviceProxyHealthy":true}"#
+    );
+
+    // Metrics on the node: syncs happened and nothing failed.
+    let (_, metrics) = curl_from_host(&format!("http://{ip1}:10249/metrics"));
+    assert!(metrics.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 0"), "{metrics}");
+    assert!(metrics.contains("kubeproxy_network_programming_duration_seconds_count"), "{metrics}");
+}
