@@ -35,9 +35,9 @@ use crate::transaction::{BaseChain, ChainKind, ElementKey, Hook, Op, Verdict};
 // Fixed chains.
 pub(crate) const FILTER_PREROUTING: &str = "filter-prerouting";
 pub(crate) const FILTER_INPUT: &str = "filter-input";
-pub(crate) const FILTER_FORWARD: &str = "filter-forward";
 pub(crate) const FILTER_OUTPUT: &str = "filter-output";
 pub(crate) const FILTER_OUTPUT_POST_DNAT: &str = "filter-output-post-dnat";
+pub(crate) const FILTER_PREROUTING_POST_DNAT: &str = "filter-prerouting-post-dnat";
 pub(crate) const NAT_PREROUTING: &str = "nat-prerouting";
 pub(crate) const NAT_OUTPUT: &str = "nat-output";
 pub(crate) const NAT_POSTROUTING: &str = "nat-postrouting";
@@ -60,13 +60,13 @@ pub(crate) const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 pub(crate) const FIREWALL_IPS: &str = "firewall-ips";
 
 /// Base chains: the filter chains run before DNAT (priority dstnat-10) so they see
-/// the service address, except `filter-output-post-dnat`, which sees what DNAT left
+/// the service address, except the `-post-dnat` ones, which see what DNAT left
 /// untouched. Priorities are numbers because nft only accepts the names `dstnat` and
 /// `srcnat` on some hooks.
 const BASE_CHAINS: [(&str, ChainKind, Hook, i32); 8] = [
     (FILTER_PREROUTING, ChainKind::Filter, Hook::Prerouting, -110),
+    (FILTER_PREROUTING_POST_DNAT, ChainKind::Filter, Hook::Prerouting, -90),
     (FILTER_INPUT, ChainKind::Filter, Hook::Input, -110),
-    (FILTER_FORWARD, ChainKind::Filter, Hook::Forward, -110),
     (FILTER_OUTPUT, ChainKind::Filter, Hook::Output, -110),
     (FILTER_OUTPUT_POST_DNAT, ChainKind::Filter, Hook::Output, -90),
     (NAT_PREROUTING, ChainKind::Nat, Hook::Prerouting, -100),
@@ -74,20 +74,24 @@ const BASE_CHAINS: [(&str, ChainKind, Hook, i32); 8] = [
     (NAT_POSTROUTING, ChainKind::Nat, Hook::Postrouting, 100),
 ];
 
-/// Jumps from base chains to the helper chains: (from, condition, to). `reject` is
-/// only allowed in input, forward and output hooks on older kernels, so the
-/// endpoint checks are not hooked at prerouting.
+/// Jumps from base chains to the helper chains: (from, condition, to).
+///
+/// Unlike kube-proxy, traffic from pods is checked at prerouting, not forward: a Pier
+/// node has no default route, so a packet to a Service address that DNAT did not
+/// rewrite never reaches the forward hook; the routing failure would answer with an
+/// ICMP error, which the kernel rate-limits (a client retrying would see timeouts
+/// instead of refusals). `reject` at prerouting needs Linux 5.x or newer.
 const JUMPS: [(&str, &str, &str); 11] = [
     (FILTER_INPUT, "ct state new ", NODEPORT_ENDPOINTS_CHECK),
     (FILTER_INPUT, "ct state new ", SERVICE_ENDPOINTS_CHECK),
-    (FILTER_FORWARD, "ct state new ", SERVICE_ENDPOINTS_CHECK),
+    (FILTER_PREROUTING, "ct state new ", SERVICE_ENDPOINTS_CHECK),
     (FILTER_OUTPUT, "ct state new ", SERVICE_ENDPOINTS_CHECK),
     (FILTER_PREROUTING, "ct state new ", FIREWALL_CHECK),
     (FILTER_OUTPUT, "ct state new ", FIREWALL_CHECK),
     (NAT_OUTPUT, "", SERVICES),
     (NAT_PREROUTING, "", SERVICES),
     (NAT_POSTROUTING, "", MASQUERADING),
-    (FILTER_FORWARD, "ct state new ", CLUSTER_IPS_CHECK),
+    (FILTER_PREROUTING_POST_DNAT, "ct state new ", CLUSTER_IPS_CHECK),
     (FILTER_OUTPUT_POST_DNAT, "ct state new ", CLUSTER_IPS_CHECK),
 ];
 
@@ -253,6 +257,9 @@ pub(crate) fn base_ops(cfg: &RenderConfig, node: &NodeInfo, ops: &mut Vec<Op>) -
     // Clear the mark so it does not leak into a second pass (e.g. through a tunnel).
     add_rule(ops, MASQUERADING, format!("mark set mark xor {mark}"), None);
     add_rule(ops, MASQUERADING, "masquerade fully-random".to_string(), None);
+    // A TCP reset rather than ICMP where possible: the kernel rate-limits the ICMP
+    // errors it sends (a burst of 6, then one a second per peer).
+    add_rule(ops, REJECT_CHAIN, "meta l4proto tcp reject with tcp reset".to_string(), None);
     add_rule(ops, REJECT_CHAIN, "reject".to_string(), None);
 
     ops.push(Op::AddSet {
