@@ -103,7 +103,7 @@ fn respond(app: &Kubia, peer: IpAddr, _request: &Request<Incoming>) -> Response<
 }
 
 /// Writes a line to stdout, ignoring a closed stdout rather than dying on it.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
 }

@@ -75,7 +75,7 @@ fn ok(body: String) -> Answer {
 }
 
 /// The host name as Node's `os.hostname()` gives it, falling back to `$HOSTNAME`.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())

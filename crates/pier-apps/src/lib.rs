@@ -8,27 +8,35 @@
 //!   images of chapter 9) on port 8080.
 //! - `kubia-unhealthy [--port P]`: chapter 4's app that fails from the sixth request on.
 //! - `pause`: sleeps until SIGTERM or SIGINT, like the pod sandbox's pause container.
+//! - `udp-echo [--port P]`: answers each UDP datagram on `0.0.0.0:P` (default 5353) with
+//!   `<hostname> <payload>` (image `pier/udp-echo`, for UDP Services).
+//! - `udp-echo --client IP:PORT [--source-port N] [--count K] [--timeout-ms T] [--message M]`: sends
+//!   `K` datagrams `M-1`, `M-2`, ... (default one `hi-1`) from local port `N` (default: any), one at a
+//!   time, and prints each answer, `timeout` or `refused` on its own line; exits 1 if none was
+//!   answered. A fixed source port keeps every query on one conntrack entry.
 //!
-//! All of them exit 0 promptly on SIGTERM or SIGINT.
+//! All the servers exit 0 promptly on SIGTERM or SIGINT.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod args;
 mod http;
 mod kubia;
+mod udp;
 
 use std::process::ExitCode;
 
-pub use args::Options;
+pub use args::{Options, UdpClient};
 pub use kubia::Kubia;
 
 /// The apps [`run`] knows.
-pub const APPS: &[&str] = &["kubia", "kubia-unhealthy", "pause"];
+pub const APPS: &[&str] = &["kubia", "kubia-unhealthy", "pause", "udp-echo"];
 
 /// Runs the app called `app` with `args` (the words after the app name) until it is told to stop.
 ///
-/// Blocks. Returns success after SIGTERM/SIGINT; a usage error returns 2, a runtime failure (e.g. the
-/// port is taken) prints the reason to stderr and returns 1.
+/// Blocks. Returns success after SIGTERM/SIGINT (the `udp-echo` client: once it is done); a usage error
+/// returns 2, a runtime failure (e.g. the port is taken, or no UDP answer came) prints the reason to
+/// stderr and returns 1.
 pub fn run(app: &str, args: &[String]) -> ExitCode {
     if !APPS.contains(&app) {
         eprintln!("pier app: unknown app {app:?} (known: {})", APPS.join(", "));
@@ -52,6 +60,10 @@ pub fn run(app: &str, args: &[String]) -> ExitCode {
         match app {
             "kubia" => http::run(Kubia::new(options.version.clone()), options.port).await,
             "kubia-unhealthy" => http::run(Kubia::unhealthy(), options.port).await,
+            "udp-echo" => match &options.client {
+                Some(client) => udp::query(client).await,
+                None => udp::serve(options.port).await,
+            },
             _ => pause().await,
         }
     });

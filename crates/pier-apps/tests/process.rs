@@ -147,3 +147,52 @@ fn unknown_app_is_a_usage_error() {
 fn hostname_of_this_machine() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
 }
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn udp_echo_answers_its_client_from_a_fixed_source_port() {
+    let port = free_udp_port();
+    let mut server = spawn(&["udp-echo", "--port", &port.to_string()]);
+    let host = hostname_of_this_machine();
+    let source = free_udp_port();
+    let target = format!("127.0.0.1:{port}");
+    // Until the server is bound its port refuses; retry with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let output = loop {
+        let output = Command::new(BIN)
+            .args(["udp-echo", "--client", &target, "--source-port", &source.to_string()])
+            .args(["--count", "3", "--timeout-ms", "2000", "--message", "ping"])
+            .output()
+            .unwrap();
+        if output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{host} ping-1\n{host} ping-2\n{host} ping-3\n")
+    );
+    terminate(&server);
+    assert_eq!(wait_exit(&mut server).code(), Some(0));
+    let mut out = String::new();
+    server.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(out.starts_with(&format!("UDP echo server listening on 0.0.0.0:{port}\n")), "{out}");
+    // Every datagram came from the one source port.
+    let from = format!("Received datagram from 127.0.0.1:{source}");
+    assert_eq!(out.lines().filter(|l| *l == from).count(), 3, "{out}");
+
+    // Nobody listening: refused, and a failure.
+    let output =
+        Command::new(BIN).args(["udp-echo", "--client", &target, "--timeout-ms", "2000"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "refused\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("no answer from {target}")),
+        "{output:?}"
+    );
+}

@@ -37,9 +37,11 @@ pub fn udp_flows(prev: &ProxyModel, next: &ProxyModel) -> Vec<FlowFilter> {
         }
     };
     for (name, old) in &before {
-        let kept: BTreeSet<Ipv4Addr> =
-            after.get(name).map(|p| p.endpoints.iter().map(|e| e.ip).collect()).unwrap_or_default();
-        for ep in old.endpoints.iter().filter(|e| !kept.contains(&e.ip)) {
+        let kept: BTreeSet<Ipv4Addr> = after
+            .get(name)
+            .map(|p| p.endpoints.iter().filter(|e| e.serving).map(|e| e.ip).collect())
+            .unwrap_or_default();
+        for ep in old.endpoints.iter().filter(|e| e.serving && !kept.contains(&e.ip)) {
             let ep_ip = IpAddr::V4(ep.ip);
             for dst in destinations(old) {
                 add(FlowFilter::udp_to_service(IpAddr::V4(dst), old.port, ep_ip));
@@ -131,6 +133,27 @@ mod tests {
             vec![
                 FlowFilter::udp_to_service(ip("10.96.0.10"), 53, ip("10.96.0.10")),
                 FlowFilter::udp_to_node_port(30053, ip("172.30.0.10")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_stops_serving_loses_its_entries() {
+        let svc = service("UDP");
+        let prev = build([&svc], [slice(&["10.244.0.5", "10.244.0.6"])], &node());
+        let mut unready = slice(&["10.244.0.5", "10.244.0.6"]);
+        if let Some(ep) = unready.endpoints.as_mut().and_then(|eps| eps.first_mut()) {
+            ep.conditions = Some(
+                serde_json::from_value(serde_json::json!({"ready": false, "serving": false}))
+                    .expect("conditions"),
+            );
+        }
+        let next = build([&svc], [unready], &node());
+        assert_eq!(
+            udp_flows(&prev, &next),
+            vec![
+                FlowFilter::udp_to_service(ip("10.96.0.10"), 53, ip("10.244.0.5")),
+                FlowFilter::udp_to_node_port(30053, ip("10.244.0.5")),
             ]
         );
     }

@@ -188,6 +188,8 @@ fn builtin_entries() -> Vec<(String, ImageConfig)> {
         ("registry.k8s.io/pause", app(&["pause"])),
         ("k8s.gcr.io/pause", app(&["pause"])),
         ("gcr.io/google_containers/pause", app(&["pause"])),
+        // Pier's own: a UDP server answering `<hostname> <payload>` (and its client, `--client`).
+        ("pier/udp-echo", app(&["udp-echo"])),
         ("busybox", cmd(&["sh"])),
         ("registry.k8s.io/busybox", cmd(&["sh"])),
         ("k8s.gcr.io/busybox", cmd(&["sh"])),

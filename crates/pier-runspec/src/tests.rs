@@ -453,6 +453,8 @@ fn builtin_images() {
         ("luksa/kubia-unhealthy", &["/usr/bin/pier", "app", "kubia-unhealthy"]),
         ("someone/kubia-unhealthy:latest", &["/usr/bin/pier", "app", "kubia-unhealthy"]),
         ("registry.k8s.io/pause:3.10", &["/usr/bin/pier", "app", "pause"]),
+        ("pier/udp-echo", &["/usr/bin/pier", "app", "udp-echo"]),
+        ("docker.io/pier/udp-echo:latest", &["/usr/bin/pier", "app", "udp-echo"]),
         ("busybox", &["sh"]),
         ("busybox:1.36@sha256:abcd", &["sh"]),
         ("alpine:3.20", &["sh"]),

@@ -4,59 +4,23 @@
 //! addresses announced on the underlay, and the client address a pod sees under both
 //! external traffic policies.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{
+    apply, curl_from_host, curl_from_pod, hit_pod, host_ip, jsonpath, node_ip, wait_nodes, wait_running, WAIT,
+};
 use pier_testkit::{table_rows, wait_for, Cluster};
 
-const WAIT: Duration = Duration::from_secs(30);
 const KUBIA_RC: &str = include_str!("../../../examples/kubia-rc.yaml");
 
 /// The book's replication controller with its container port named, for services
 /// that target it by name.
 fn kubia_rc_named_port() -> String {
     KUBIA_RC.replace("- containerPort: 8080", "- {name: web, containerPort: 8080}")
-}
-
-fn apply(c: &Cluster, yaml: &str) {
-    c.kubectl_stdin(&["apply", "-f", "-"], yaml).ok();
-}
-
-/// Waits until `n` pods with `selector` are Running and ready; returns their
-/// `get pods -o wide` rows.
-fn wait_running(c: &Cluster, selector: &str, n: usize) -> Vec<Vec<String>> {
-    wait_for(&format!("{n} running pods {selector}"), WAIT, || {
-        let out = c.kubectl(&["get", "pods", "-l", selector, "-o", "wide"]).ok().to_string();
-        let rows: Vec<Vec<String>> = table_rows(&out).into_iter().skip(1).collect();
-        let ready = rows.iter().filter(|r| r[1] == "1/1" && r[2] == "Running").count();
-        if rows.len() == n && ready == n {
-            Ok(rows)
-        } else {
-            Err(out)
-        }
-    })
-}
-
-fn jsonpath(c: &Cluster, kind: &str, name: &str, path: &str) -> String {
-    c.kubectl(&["get", kind, name, "-o", &format!("jsonpath={{{path}}}")]).ok().to_string()
-}
-
-/// Runs `curl` `n` times inside `pod` (one exec), one answer per line; failed requests
-/// print `curl-exit-<code>`.
-fn curl_from_pod(c: &Cluster, pod: &str, url: &str, n: usize) -> Vec<String> {
-    let script = format!("for i in $(seq {n}); do curl -s -m 5 {url} || echo curl-exit-$?; done",);
-    c.kubectl(&["exec", pod, "--", "sh", "-c", &script]).ok().lines().map(str::to_string).collect()
-}
-
-/// curl from the host (the test's own namespace reaches the underlay bridge).
-fn curl_from_host(url: &str) -> (i32, String) {
-    let out = Command::new("curl").args(["-s", "-m", "5", url]).output().expect("running curl");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn hit_pod(answer: &str) -> Option<&str> {
-    answer.strip_prefix("You've hit ")
 }
 
 #[test]
@@ -218,20 +182,9 @@ fn clients_seen(c: &Cluster, pod: &str) -> Vec<String> {
 #[test]
 fn node_ports_load_balancers_and_client_addresses() {
     let c = pier_testkit::start_cluster!(nodes: 2);
-    let nodes = wait_for("two Ready nodes", WAIT, || {
-        let out = c.kubectl(&["get", "nodes", "-o", "wide"]).ok().to_string();
-        let rows: Vec<Vec<String>> =
-            table_rows(&out).into_iter().skip(1).filter(|r| r[1] == "Ready").collect();
-        if rows.len() == 2 {
-            Ok(rows)
-        } else {
-            Err(out)
-        }
-    });
-    let node_ip = |name: &str| nodes.iter().find(|r| r[0] == name).map(|r| r[5].clone()).expect("node row");
-    let (ip0, ip1) = (node_ip("pier-node-0"), node_ip("pier-node-1"));
-    // The host's address on the underlay: the bridge, .1 of the nodes' subnet.
-    let host_ip = format!("{}.1", ip0.rsplit_once('.').expect("dotted").0);
+    let nodes = wait_nodes(&c, 2);
+    let (ip0, ip1) = (node_ip(&nodes, "pier-node-0"), node_ip(&nodes, "pier-node-1"));
+    let host_ip = host_ip(&ip0);
 
     // One kubia pod, on node 1 only.
     apply(

@@ -30,7 +30,7 @@ pub(crate) fn should_allocate_node_ports(svc: &Value) -> bool {
 }
 
 fn needs_external_traffic_policy(svc: &Value) -> bool {
-    needs_node_port(svc)
+    get(svc, "spec").is_some_and(crate::defaults::externally_accessible)
 }
 
 fn spec_mut(svc: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
