@@ -6,33 +6,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{apply, wait_running, WAIT};
 use pier_testkit::{table_rows, wait_for, Cluster};
 
-const WAIT: Duration = Duration::from_secs(30);
 const KUBIA_RC: &str = include_str!("../../../examples/kubia-rc.yaml");
 const KUBIA_SVC: &str = include_str!("../../../examples/kubia-svc.yaml");
 
 fn cluster() -> Cluster {
     pier_testkit::start_cluster!(nodes: 1)
-}
-
-/// Waits until `n` pods with `selector` are Running and ready; returns their
-/// `get pods -o wide` rows.
-fn wait_running(c: &Cluster, selector: &str, n: usize) -> Vec<Vec<String>> {
-    wait_for(&format!("{n} running pods {selector}"), WAIT, || {
-        let out = c.kubectl(&["get", "pods", "-l", selector, "-o", "wide"]).ok().to_string();
-        let rows: Vec<Vec<String>> = table_rows(&out).into_iter().skip(1).collect();
-        let ready = rows.iter().filter(|r| r[1] == "1/1" && r[2] == "Running").count();
-        if rows.len() == n && ready == n {
-            Ok(rows)
-        } else {
-            Err(out)
-        }
-    })
-}
-
-fn apply(c: &Cluster, yaml: &str) {
-    c.kubectl_stdin(&["apply", "-f", "-"], yaml).ok();
 }
 
 fn pod_field(c: &Cluster, pod: &str, path: &str) -> String {

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    apply, curl_from_host, curl_from_pod, hit_pod, host_ip, jsonpath, node_ip, wait_nodes, wait_running, WAIT,
+    apply, curl_from_host, curl_from_pod, hit_pod, host_ip, jsonpath, node_ip, wait_nodes, wait_running,
+    WAIT, WEB_ON_NODE_1,
 };
 use pier_testkit::{table_rows, wait_for, Cluster};
 
@@ -187,16 +188,10 @@ fn node_ports_load_balancers_and_client_addresses() {
     let host_ip = host_ip(&ip0);
 
     // One kubia pod, on node 1 only.
+    apply(&c, WEB_ON_NODE_1);
     apply(
         &c,
         r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, labels: {app: web}}
-spec:
-  nodeSelector: {kubernetes.io/hostname: pier-node-1}
-  containers: [{name: web, image: luksa/kubia, ports: [{containerPort: 8080}]}]
----
 apiVersion: v1
 kind: Service
 metadata: {name: web-nodeport}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     apply, curl_from_host, curl_from_host_within, curl_from_pod, curl_from_pod_within, hit_pod, host_ip,
-    jsonpath, node_ip, wait_nodes, wait_running, WAIT,
+    jsonpath, node_ip, wait_nodes, wait_running, WAIT, WEB_ON_NODE_1,
 };
 use pier_testkit::{table_rows, wait_for, Cluster};
 
@@ -68,6 +68,22 @@ fn udp_answerer(line: &str, n: u32) -> Option<&str> {
     line.strip_suffix(&format!(" hi-{n}"))
 }
 
+/// A client pod and the UDP Service `echo` (53 -> the echo pods' 5353).
+const UDP_CLIENT_AND_SERVICE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {role: client}}
+spec:
+  containers: [{name: client, image: debian, command: [sleep, infinity]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: udp-echo}
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353}]
+"#;
+
 #[test]
 fn udp_cluster_ip_balances_and_forgets_removed_endpoints() {
     let c = pier_testkit::start_cluster!(nodes: 1);
@@ -85,21 +101,9 @@ kind: Pod
 metadata: {name: echo-b, labels: {app: udp-echo}}
 spec:
   containers: [{name: echo, image: pier/udp-echo, ports: [{containerPort: 5353, protocol: UDP}]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {role: client}}
-spec:
-  containers: [{name: client, image: debian, command: [sleep, infinity]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: udp-echo}
-  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353}]
 "#,
     );
+    apply(&c, UDP_CLIENT_AND_SERVICE);
     wait_running(&c, "app=udp-echo", 2);
     wait_running(&c, "role=client", 1);
     let pods = BTreeSet::from(["echo-a", "echo-b"]);
@@ -176,23 +180,7 @@ spec:
     };
     apply(&c, &echo("echo-a"));
     apply(&c, &echo("echo-b"));
-    apply(
-        &c,
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {role: client}}
-spec:
-  containers: [{name: client, image: debian, command: [sleep, infinity]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: udp-echo}
-  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353}]
-"#,
-    );
+    apply(&c, UDP_CLIENT_AND_SERVICE);
     wait_running(&c, "role=client", 1);
     for pod in ["echo-a", "echo-b"] {
         wait_for(&format!("{pod} made ready"), WAIT, || {
@@ -353,16 +341,10 @@ spec:
 fn internal_traffic_policy_local_serves_only_clients_on_the_endpoints_node() {
     let c = pier_testkit::start_cluster!(nodes: 2);
     wait_nodes(&c, 2);
+    apply(&c, WEB_ON_NODE_1);
     apply(
         &c,
         r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, labels: {app: web}}
-spec:
-  nodeSelector: {kubernetes.io/hostname: pier-node-1}
-  containers: [{name: web, image: luksa/kubia, ports: [{containerPort: 8080}]}]
----
 apiVersion: v1
 kind: Pod
 metadata: {name: client-0, labels: {role: client}}

@@ -1,4 +1,4 @@
-//! Helpers the service proxy's end-to-end tests share (`proxy.rs`, `proxy_more.rs`).
+//! Helpers the end-to-end tests with nodes share (`node.rs`, `proxy.rs`, `proxy_more.rs`).
 
 // Each test file uses its own subset.
 #![allow(dead_code)]
@@ -9,6 +9,16 @@ use std::time::Duration;
 use pier_testkit::{table_rows, wait_for, Cluster};
 
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// One kubia pod `web` (label `app=web`), pinned to the second node.
+pub const WEB_ON_NODE_1: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: pier-node-1}
+  containers: [{name: web, image: luksa/kubia, ports: [{containerPort: 8080}]}]
+"#;
 
 pub fn apply(c: &Cluster, yaml: &str) {
     c.kubectl_stdin(&["apply", "-f", "-"], yaml).ok();
