@@ -31,7 +31,7 @@ use futures::StreamExt;
 use hyper::StatusCode;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use pier_nft::{Conntrack, Family, NftApplier, NftError, TableName};
@@ -301,8 +301,15 @@ impl Syncer {
         self.full_needed || self.applied.is_none() || !self.dirty.is_empty()
     }
 
-    fn slices_of(&self, key: &ServiceName) -> Vec<Arc<EndpointSlice>> {
-        self.slices.state().into_iter().filter(|s| slice_key(s).as_ref() == Some(key)).collect()
+    /// The slices of the dirty Services, in one pass over the store.
+    fn dirty_slices(&self) -> BTreeMap<ServiceName, Vec<Arc<EndpointSlice>>> {
+        let mut by_service: BTreeMap<ServiceName, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
+        for slice in self.slices.state() {
+            if let Some(key) = slice_key(&slice).filter(|k| self.dirty.contains(k)) {
+                by_service.entry(key).or_default().push(slice);
+            }
+        }
+        by_service
     }
 
     /// The model the stores describe now, and the transaction that gets there.
@@ -310,10 +317,13 @@ impl Syncer {
         match (&self.applied, self.full_needed) {
             (Some(prev), false) => {
                 let mut next = prev.clone();
+                let mut slices = self.dirty_slices();
                 for key in &self.dirty {
-                    let found = self.services.state().into_iter().find(|s| &service_key(s) == key);
-                    match found {
-                        Some(svc) => next.upsert_service(svc.as_ref(), self.slices_of(key)),
+                    let name = ObjectRef::<Service>::new(&key.name).within(&key.namespace);
+                    match self.services.get(&name) {
+                        Some(svc) => {
+                            next.upsert_service(svc.as_ref(), slices.remove(key).unwrap_or_default())
+                        }
                         None => next.remove_service(key),
                     }
                 }
