@@ -68,6 +68,20 @@ fn udp_answerer(line: &str, n: u32) -> Option<&str> {
     line.strip_suffix(&format!(" hi-{n}"))
 }
 
+/// Waits (10 s at most) until datagrams from the client's fixed `source_port` are
+/// answered by `pod`; returns how long that took.
+fn wait_flow_moves(c: &Cluster, server: &str, source_port: u16, pod: &str) -> Duration {
+    let since = Instant::now();
+    wait_for(&format!("answers from {pod} on source port {source_port}"), Duration::from_secs(10), || {
+        let a = udp_query(c, "client", server, source_port, 1, 500);
+        if a.first().and_then(|l| udp_answerer(l, 1)) == Some(pod) {
+            Ok(since.elapsed())
+        } else {
+            Err(format!("{a:?}"))
+        }
+    })
+}
+
 /// A client pod and the UDP Service `echo` (53 -> the echo pods' 5353).
 const UDP_CLIENT_AND_SERVICE: &str = r#"
 apiVersion: v1
@@ -145,16 +159,7 @@ spec:
     // it when the endpoint leaves the slice, so the next datagram finds the other pod.
     c.kubectl(&["delete", "pod", &answerer, "--wait=false"]).ok();
     wait_gone(&c, "pod", &answerer, WAIT);
-    let gone = Instant::now();
-    let took =
-        wait_for(&format!("answers from {other} on source port 40053"), Duration::from_secs(10), || {
-            let a = udp_query(&c, "client", &server, 40053, 1, 500);
-            if a.first().and_then(|l| udp_answerer(l, 1)) == Some(other) {
-                Ok(gone.elapsed())
-            } else {
-                Err(format!("{a:?}"))
-            }
-        });
+    let took = wait_flow_moves(&c, &server, 40053, other);
     eprintln!("source port 40053 reached {other} {took:?} after {answerer} was gone");
     let after = udp_query(&c, "client", &server, 40053, 3, 2000);
     assert_eq!(after, (1..=3).map(|n| format!("{other} hi-{n}")).collect::<Vec<_>>());
@@ -231,16 +236,7 @@ spec:
         }
     });
     // ...and the old flow must follow.
-    let changed = Instant::now();
-    let took =
-        wait_for(&format!("answers from {other} on source port 40054"), Duration::from_secs(10), || {
-            let a = udp_query(&c, "client", &server, 40054, 1, 500);
-            if a.first().and_then(|l| udp_answerer(l, 1)) == Some(other) {
-                Ok(changed.elapsed())
-            } else {
-                Err(format!("{a:?}"))
-            }
-        });
+    let took = wait_flow_moves(&c, &server, 40054, other);
     eprintln!("source port 40054 reached {other} {took:?} after {first} stopped serving");
 }
 
