@@ -231,11 +231,14 @@ struct ScalePoint {
 #[derive(Debug, Serialize)]
 struct Partial {
     changes: usize,
-    /// Model clone + `upsert_service` + `render_partial` + `to_nft_script` + `nft -f`.
+    /// Model clone + `upsert_service` + `render_partial` + netlink batch (or
+    /// `to_nft_script` + `nft -f`).
     total_ms: Summary,
     render_ms: Summary,
     apply_ms: Summary,
     script_bytes_max: usize,
+    /// Changes applied over netlink (the rest through `nft -f`).
+    by_netlink: usize,
     runs_total_ms: Vec<f64>,
 }
 
@@ -734,6 +737,7 @@ fn control_plane(settings: &Settings, node: &mut Node) -> anyhow::Result<Control
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let (mut total, mut render, mut apply) = (Vec::new(), Vec::new(), Vec::new());
         let mut script_bytes_max = 0;
+        let mut by_netlink = 0;
         let mut next_addr = (services * endpoints) as u64;
         let phase = Instant::now();
         for _ in 0..settings.changes {
@@ -754,19 +758,38 @@ fn control_plane(settings: &Settings, node: &mut Node) -> anyhow::Result<Control
                 to = services::fake_endpoint(next_addr);
             }
             next_addr += 1;
-            node.objects.move_endpoint(i, j, to)?;
+            // Pods replaced, scaled down and scaled up in turn: a replacement
+            // changes map elements only, a scale also the pick's modulus.
+            let kind = match total.len() % 3 {
+                1 if node.objects.endpoint_count(i) > 1 => "remove",
+                2 => "add",
+                _ => "move",
+            };
+            match kind {
+                "remove" => node.objects.remove_endpoint(i, j.min(node.objects.endpoint_count(i) - 1))?,
+                "add" => node.objects.add_endpoint(i, to)?,
+                _ => node.objects.move_endpoint(i, j.min(node.objects.endpoint_count(i) - 1), to)?,
+            }
             std::thread::sleep(CHANGE_GAP);
             let started = Instant::now();
             let mut next = node.model.clone();
             next.upsert_service(&node.objects.services[i], [&node.objects.slices[i]]);
             let rendered = render_partial(&node.cfg, &node.model, &next);
-            let script = rendered.transaction.to_nft_script();
-            let render_ms = ms_since(started);
             if rendered.transaction.is_empty() {
                 bail!("moving an endpoint of {} rendered nothing", services::filler_name(i));
             }
+            // As the proxy does: over netlink when the change allows, else nft.
+            let batch = pier_proxier::netlink::batch(&rendered.transaction);
+            let script = if batch.is_none() { rendered.transaction.to_nft_script() } else { String::new() };
+            let render_ms = ms_since(started);
             let t = Instant::now();
-            node.topo.nft.apply_blocking(&script).context("applying a partial sync")?;
+            match batch {
+                Some(msgs) => {
+                    node.topo.nft.apply_batch_blocking(&table, &msgs).context("applying a partial sync")?;
+                    by_netlink += 1;
+                }
+                None => node.topo.nft.apply_blocking(&script).context("applying a partial sync")?,
+            }
             apply.push(ms_since(t));
             total.push(ms_since(started));
             render.push(render_ms);
@@ -784,11 +807,14 @@ fn control_plane(settings: &Settings, node: &mut Node) -> anyhow::Result<Control
             render_ms: Summary::of(&render)?,
             apply_ms: Summary::of(&apply)?,
             script_bytes_max,
+            by_netlink,
             runs_total_ms: total,
         };
         println!(
-            "  one endpoint change, {} changes: {}  (render {}; nft {}); script <= {} bytes",
+            "  one endpoint change (replaced, removed, added in turn), {} changes, {} of them over netlink: {}  \
+             (render {}; apply {}); nft script <= {} bytes",
             p.changes,
+            p.by_netlink,
             p.total_ms.ms(),
             p.render_ms.ms(),
             p.apply_ms.ms(),

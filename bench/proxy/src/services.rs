@@ -21,6 +21,8 @@ use crate::netns::{CLUSTER_CIDR, CLUSTER_IP, GATEWAY, SERVER_IP, SERVER_PORT, SE
 
 /// The node every model is built for (the server pod is on it).
 pub const NODE_NAME: &str = "pbp-node";
+/// Where the fillers' endpoints run.
+const OTHER_NODE: &str = "pbp-other-node";
 /// The most Services the address plan has room for.
 pub const MAX_SERVICES: usize = 65_000;
 /// Fake endpoint addresses: 10.250.128.1 up to this many.
@@ -75,14 +77,19 @@ fn service(namespace: &str, name: &str, cluster_ip: Ipv4Addr) -> anyhow::Result<
     .with_context(|| format!("building Service {namespace}/{name}"))
 }
 
-fn slice(namespace: &str, service: &str, addresses: &[Ipv4Addr]) -> anyhow::Result<EndpointSlice> {
+fn slice(
+    namespace: &str,
+    service: &str,
+    addresses: &[Ipv4Addr],
+    node: &str,
+) -> anyhow::Result<EndpointSlice> {
     let endpoints: Vec<_> = addresses
         .iter()
         .map(|a| {
             json!({
                 "addresses": [a.to_string()],
                 "conditions": {"ready": true, "serving": true, "terminating": false},
-                "nodeName": NODE_NAME,
+                "nodeName": node,
             })
         })
         .collect();
@@ -126,13 +133,15 @@ pub fn objects(total: usize, endpoints: usize) -> anyhow::Result<Objects> {
     let mut services = Vec::with_capacity(total);
     let mut slices = Vec::with_capacity(total);
     services.push(service("bench", "web", CLUSTER_IP)?);
-    slices.push(slice("bench", "web", &[SERVER_IP])?);
+    slices.push(slice("bench", "web", &[SERVER_IP], NODE_NAME)?);
     let first = u32::from(Ipv4Addr::new(10, 251, 1, 0));
     for i in 1..total {
         let name = filler_name(i);
         let ip = Ipv4Addr::from(first + u32::try_from(i).context("service index")?);
         services.push(service("fill", &name, ip)?);
-        slices.push(slice("fill", &name, &filler_endpoints(i, endpoints))?);
+        // On other nodes, as in a cluster of this size (a node runs at most ~110
+        // pods): only this node's pods get hairpin elements.
+        slices.push(slice("fill", &name, &filler_endpoints(i, endpoints), OTHER_NODE)?);
     }
     Ok(Objects { services, slices, endpoints })
 }
@@ -149,6 +158,30 @@ impl Objects {
             .with_context(|| format!("no endpoint {j} in slice {i}"))?;
         ep.addresses = vec![to.to_string()];
         Ok(())
+    }
+
+    /// Removes endpoint `j` of filler `i` (the Service scales down).
+    pub fn remove_endpoint(&mut self, i: usize, j: usize) -> anyhow::Result<()> {
+        let eps = self.slices.get_mut(i).and_then(|s| s.endpoints.as_mut()).context("no endpoints")?;
+        if j >= eps.len() || eps.len() < 2 {
+            bail!("filler {i} keeps at least one endpoint (it has {}; asked to remove {j})", eps.len());
+        }
+        eps.remove(j);
+        Ok(())
+    }
+
+    /// Adds an endpoint with address `ip` to filler `i` (the Service scales up).
+    pub fn add_endpoint(&mut self, i: usize, ip: Ipv4Addr) -> anyhow::Result<()> {
+        let eps = self.slices.get_mut(i).and_then(|s| s.endpoints.as_mut()).context("no endpoints")?;
+        let mut ep = eps.first().cloned().context("no endpoint to copy")?;
+        ep.addresses = vec![ip.to_string()];
+        eps.push(ep);
+        Ok(())
+    }
+
+    /// How many endpoints filler `i` has.
+    pub fn endpoint_count(&self, i: usize) -> usize {
+        self.slices.get(i).and_then(|s| s.endpoints.as_ref()).map_or(0, Vec::len)
     }
 
     /// Whether filler `i` already has address `ip`.
@@ -197,7 +230,7 @@ pub fn full_sync(
 ) -> anyhow::Result<(ProxyModel, FullSync)> {
     let started = Instant::now();
     let existing = if list_first {
-        match nft.list_table_blocking(Family::Ip, &table(cfg)?) {
+        match nft.list_table_terse_blocking(Family::Ip, &table(cfg)?) {
             Ok(listing) => Existing::from_nft_listing(&listing),
             Err(pier_nft::NftError::NoSuchTable { .. }) => Existing::default(),
             Err(e) => return Err(e).context("listing the proxy's table"),

@@ -13,6 +13,8 @@ use pier_sandbox::{Netns, NetnsName};
 
 use crate::error::{NftError, Rejection};
 use crate::names::{Family, TableName};
+use crate::netlink_apply::NftNetlink;
+use crate::nftnl::NftMsg;
 
 /// Carries out nft operations in one network namespace.
 ///
@@ -30,12 +32,34 @@ pub trait NftApplier: Send + Sync {
     /// the ruleset is then unchanged.
     async fn apply(&self, script: &str) -> Result<(), NftError>;
 
+    /// Applies `msgs` to table `ip <table>` as one netlink transaction, if this
+    /// applier can ([`NftCli`] can, through [`NftNetlink`]); `Ok(false)` if it
+    /// cannot, and the caller applies the same change as a script instead.
+    ///
+    /// # Errors
+    ///
+    /// [`NftError::Netlink`] when the kernel refuses the batch (nothing applied).
+    async fn apply_batch(&self, table: &TableName, msgs: Vec<NftMsg>) -> Result<bool, NftError> {
+        let _ = (table, msgs);
+        Ok(false)
+    }
+
     /// The table as `nft list table <family> <table>` prints it.
     ///
     /// # Errors
     ///
     /// [`NftError::NoSuchTable`] when it does not exist.
     async fn list_table(&self, family: Family, table: &TableName) -> Result<String, NftError>;
+
+    /// The table without the elements of its sets and maps (`nft -t list table`):
+    /// what it holds, much faster when sets are large.
+    ///
+    /// # Errors
+    ///
+    /// [`NftError::NoSuchTable`] when it does not exist.
+    async fn list_table_terse(&self, family: Family, table: &TableName) -> Result<String, NftError> {
+        self.list_table(family, table).await
+    }
 
     /// Deletes the table and everything in it; `Ok(false)` when there was none.
     ///
@@ -122,9 +146,60 @@ impl NftCli {
     ///
     /// As [`NftApplier::list_table`].
     pub fn list_table_blocking(&self, family: Family, table: &TableName) -> Result<String, NftError> {
-        let args = ["list", "table", family.as_str(), table.as_str()];
+        self.list(&["list", "table", family.as_str(), table.as_str()], family, table)
+    }
+
+    /// [`NftApplier::apply_batch`], blocking, through [`NftNetlink`] in the same
+    /// namespace.
+    ///
+    /// # Errors
+    ///
+    /// As [`NftNetlink::apply_blocking`].
+    pub fn apply_batch_blocking(&self, table: &TableName, msgs: &[NftMsg]) -> Result<(), NftError> {
+        let netlink = match &self.netns {
+            Some(netns) => NftNetlink::in_netns(netns.clone()),
+            None => NftNetlink::new(),
+        };
+        netlink.apply_blocking(table, msgs)
+    }
+
+    /// `nft -j list ruleset`: every table of the namespace as JSON (for tests that
+    /// compare rulesets, see [`crate::canonical_ruleset`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`NftApplier::apply`].
+    pub fn list_ruleset_json_blocking(&self) -> Result<String, NftError> {
+        let args = ["-j", "list", "ruleset"];
         let out = self.run(&args, None)?;
-        match check(&args, &out) {
+        check(&args, &out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// [`NftApplier::list_table_terse`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`NftApplier::list_table`].
+    pub fn list_table_terse_blocking(&self, family: Family, table: &TableName) -> Result<String, NftError> {
+        // `list table -t` still formats every rule (0.85 s for 10,000 chains);
+        // `list chains` prints chains without their rules (0.07 s). These list
+        // the whole family, so keep only the table's block.
+        let fam = family.as_str();
+        let chains = self.list(&["list", "chains", fam], family, table)?;
+        let Some(mut out) = table_block(&chains, family, table) else {
+            return Err(NftError::NoSuchTable { family, table: table.clone() });
+        };
+        for kind in ["sets", "maps"] {
+            let listing = self.list(&["-t", "list", kind, fam], family, table)?;
+            out.push_str(&table_block(&listing, family, table).unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    fn list(&self, args: &[&str], family: Family, table: &TableName) -> Result<String, NftError> {
+        let out = self.run(args, None)?;
+        match check(args, &out) {
             Ok(()) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
             Err(NftError::Rejected(r)) if r.is_not_found() => {
                 Err(NftError::NoSuchTable { family, table: table.clone() })
@@ -192,6 +267,22 @@ impl NftCli {
     }
 }
 
+/// The block of `table <family> <name> { ... }` in an nft listing of several
+/// tables, header and closing brace included; `None` if the table is not there.
+fn table_block(listing: &str, family: Family, table: &TableName) -> Option<String> {
+    let header = format!("table {} {} {{", family.as_str(), table.as_str());
+    let mut lines = listing.lines().skip_while(|l| *l != header);
+    let mut out = format!("{}\n", lines.next()?);
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+        if line == "}" {
+            break;
+        }
+    }
+    Some(out)
+}
+
 fn check(args: &[&str], out: &Output) -> Result<(), NftError> {
     if out.status.success() {
         return Ok(());
@@ -216,6 +307,16 @@ impl NftApplier for NftCli {
     async fn list_table(&self, family: Family, table: &TableName) -> Result<String, NftError> {
         let (cli, table) = (self.clone(), table.clone());
         blocking(move || cli.list_table_blocking(family, &table)).await
+    }
+
+    async fn apply_batch(&self, table: &TableName, msgs: Vec<NftMsg>) -> Result<bool, NftError> {
+        let (cli, table) = (self.clone(), table.clone());
+        blocking(move || cli.apply_batch_blocking(&table, &msgs).map(|()| true)).await
+    }
+
+    async fn list_table_terse(&self, family: Family, table: &TableName) -> Result<String, NftError> {
+        let (cli, table) = (self.clone(), table.clone());
+        blocking(move || cli.list_table_terse_blocking(family, &table)).await
     }
 
     async fn delete_table(&self, family: Family, table: &TableName) -> Result<bool, NftError> {
@@ -329,6 +430,16 @@ mod tests {
 
     fn table(s: &str) -> TableName {
         TableName::new(s).expect("table name")
+    }
+
+    #[test]
+    fn a_table_block_is_cut_out_of_a_family_listing() {
+        let listing = "table ip other {\n\tchain a {\n\t}\n}\ntable ip pier-proxy {\n\tchain service-x/y {\n\t}\n\tmap endpoints-tcp-0 {\n\t\ttypeof numgen random mod 1 : ip daddr . tcp dport\n\t}\n}\ntable ip last {\n}\n";
+        assert_eq!(
+            table_block(listing, Family::Ip, &table("pier-proxy")).as_deref(),
+            Some("table ip pier-proxy {\n\tchain service-x/y {\n\t}\n\tmap endpoints-tcp-0 {\n\t\ttypeof numgen random mod 1 : ip daddr . tcp dport\n\t}\n}\n")
+        );
+        assert_eq!(table_block(listing, Family::Ip, &table("pier")), None);
     }
 
     #[tokio::test]

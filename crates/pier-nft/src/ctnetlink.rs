@@ -9,6 +9,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::nlmsg::Msg;
+
 /// `NFNL_SUBSYS_CTNETLINK`: the high byte of a ctnetlink message type.
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -24,7 +26,6 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 
-const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 const CTA_TUPLE_ORIG: u16 = 1;
@@ -147,71 +148,21 @@ pub enum DecodeError {
     IncompleteTuple(&'static str),
 }
 
-/// A message under construction: nested attributes are opened with [`Msg::begin`] and
-/// closed with [`Msg::end`], which writes their length.
-struct Msg {
-    buf: Vec<u8>,
-}
-
-impl Msg {
-    fn new(kind: u16, flags: u16, seq: u32, family: IpFamily) -> Self {
-        let mut buf = Vec::with_capacity(128);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by finish
-        buf.extend_from_slice(&kind.to_ne_bytes());
-        buf.extend_from_slice(&flags.to_ne_bytes());
-        buf.extend_from_slice(&seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills ours in
-        buf.extend_from_slice(&[family.af(), 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
-        Msg { buf }
-    }
-
-    fn attr(&mut self, kind: u16, payload: &[u8]) {
-        let len = 4 + payload.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        self.pad();
-    }
-
-    fn begin(&mut self, kind: u16) -> usize {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-        at
-    }
-
-    fn end(&mut self, at: usize) {
-        let len = (self.buf.len() - at) as u16;
-        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn pad(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf
-    }
-}
-
 fn ct_type(msg: u16) -> u16 {
     (NFNL_SUBSYS_CTNETLINK << 8) | msg
 }
 
 /// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`: every entry of `family`.
 pub fn dump_request(seq: u32, family: IpFamily) -> Vec<u8> {
-    Msg::new(ct_type(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, seq, family).finish()
+    Msg::new(ct_type(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, seq, family.af()).finish()
 }
 
 /// `IPCTNL_MSG_CT_DELETE` of the entry whose original tuple, zone and id are
 /// `entry`'s, with an acknowledgement asked for.
 pub fn delete_request(seq: u32, entry: &ConntrackEntry) -> Vec<u8> {
     let t = &entry.original;
-    let mut m = Msg::new(ct_type(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, seq, IpFamily::of(t.src));
+    let mut m =
+        Msg::new(ct_type(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, seq, IpFamily::of(t.src).af());
     let tuple = m.begin(CTA_TUPLE_ORIG);
     let ip = m.begin(CTA_TUPLE_IP);
     match (t.src, t.dst) {

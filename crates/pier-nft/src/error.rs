@@ -57,6 +57,16 @@ pub enum NftError {
     /// The blocking thread that ran nft panicked or was cancelled.
     #[error("the thread running nft did not finish")]
     Join,
+    /// A netlink batch ([`crate::NftNetlink`]) failed: the kernel refused an
+    /// operation (the whole batch is then undone), or the socket failed.
+    #[error("nf_tables netlink: {op}")]
+    Netlink {
+        /// What failed: the refused operation, or the socket call.
+        op: String,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// nft exited with an error: what it was asked and everything it said.

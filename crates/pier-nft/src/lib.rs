@@ -9,6 +9,9 @@
 //!   [`RecordingNft`] records calls in tests. A refused script is an
 //!   [`NftError::Rejected`] carrying nft's stderr and its parsed [`Diagnostic`]s
 //!   (line, columns, message).
+//! - [`NftNetlink`]: apply a batch of [`nftnl::NftMsg`]s (chains, endpoint rules,
+//!   set elements) over netlink, without nft and without reading the ruleset back:
+//!   the fast path for the proxy's small partial syncs.
 //! - [`Conntrack`]: delete the UDP conntrack entries of a removed endpoint, matched
 //!   by [`FlowFilter`]s. [`NetlinkConntrack`] speaks ctnetlink ([`ctnetlink`] has the
 //!   byte-exact encoder and decoder); [`RecordingConntrack`] is the test double.
@@ -30,13 +33,19 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod canonical;
 mod conntrack;
 pub mod ctnetlink;
 mod error;
 mod names;
+mod netlink_apply;
+pub mod nftnl;
+mod nlmsg;
 
 pub use apply::{NftApplier, NftCall, NftCli, RecordingNft};
+pub use canonical::canonical_ruleset;
 pub use conntrack::{Conntrack, ConntrackError, FlowFilter, NetlinkConntrack, RecordingConntrack};
 pub use ctnetlink::{proto, ConntrackEntry, IpFamily, Tuple};
 pub use error::{Diagnostic, NftError, Rejection};
 pub use names::{Family, NameError, TableName};
+pub use netlink_apply::NftNetlink;

@@ -97,6 +97,10 @@ async fn a_ruleset_applies_lists_back_and_bad_ones_are_refused_whole() {
          }}\n"
     );
     assert_eq!(listed, want, "\n--- listed ---\n{listed}\n--- want ---\n{want}");
+    // The outline: names of chains and sets, no rules, no elements.
+    let outline = nft.list_table_terse(Family::Ip, &t).await.unwrap_or_else(|e| panic!("terse: {e}"));
+    assert!(outline.contains("chain services {") && outline.contains("set service_ips {"), "{outline}");
+    assert!(!outline.contains("10.96.0.10") && !outline.contains("counter"), "{outline}");
 
     // A syntax error: nft names the line and the token.
     let bad = format!("table ip {t} {{\n\tchain services {{\n\t\tip daddr 10.96.0.1 accept junk\n\t}}\n}}\n");
@@ -118,6 +122,7 @@ async fn a_ruleset_applies_lists_back_and_bad_ones_are_refused_whole() {
 
     assert!(nft.delete_table(Family::Ip, &t).await.expect("delete"));
     assert!(matches!(nft.list_table(Family::Ip, &t).await, Err(NftError::NoSuchTable { .. })));
+    assert!(matches!(nft.list_table_terse(Family::Ip, &t).await, Err(NftError::NoSuchTable { .. })));
     assert!(!nft.delete_table(Family::Ip, &t).await.expect("delete a missing table"));
     assert_not_on_host(&t);
 }

@@ -19,6 +19,7 @@ pub mod announce;
 pub mod health;
 mod http;
 pub mod metrics;
+pub mod netlink;
 mod stale;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,7 +38,7 @@ use kube::{Api, Client};
 use pier_nft::{Conntrack, Family, NftApplier, NftError, TableName};
 use pier_proxy::{
     build, render_full, render_partial, Existing, Ipv4Cidr, NodeInfo, ProxyModel, RenderConfig, Rendered,
-    RulesetCounts, ServiceName,
+    RulesetCounts, ServiceName, SyncKind,
 };
 use tokio::sync::mpsc;
 
@@ -332,7 +333,7 @@ impl Syncer {
             }
             _ => {
                 let model = build(self.services.state(), self.slices.state(), &self.config.node);
-                let existing = match self.nft.list_table(Family::Ip, &self.table).await {
+                let existing = match self.nft.list_table_terse(Family::Ip, &self.table).await {
                     Ok(listing) => Existing::from_nft_listing(&listing),
                     Err(NftError::NoSuchTable { .. }) => Existing::empty(),
                     Err(e) => {
@@ -346,12 +347,24 @@ impl Syncer {
         }
     }
 
+    /// A partial sync of known operations goes over netlink when the applier can;
+    /// anything else through nft.
+    async fn apply(&self, rendered: &Rendered) -> Result<(), NftError> {
+        if rendered.stats.kind == SyncKind::Partial {
+            if let Some(msgs) = netlink::batch(&rendered.transaction) {
+                if self.nft.apply_batch(&self.table, msgs).await? {
+                    return Ok(());
+                }
+            }
+        }
+        self.nft.apply(&rendered.transaction.to_nft_script()).await
+    }
+
     /// One sync; false when it failed (the next one is full).
     async fn sync(&mut self) -> bool {
         let started = Instant::now();
         let (next, rendered) = self.render().await;
-        let script = rendered.transaction.to_nft_script();
-        if let Err(e) = self.nft.apply(&script).await {
+        if let Err(e) = self.apply(&rendered).await {
             self.metrics.failed();
             tracing::warn!(error = %e, detail = ?std::error::Error::source(&e).map(|s| s.to_string()), kind = ?rendered.stats.kind, "proxy sync failed; retrying with a full sync");
             self.full_needed = true;

@@ -63,4 +63,4 @@ pub use render::{
     render_full, render_partial, Conflict, Existing, LoadBalancing, NodePortAddresses, RenderConfig,
     RenderStats, Rendered, RulesetCounts, RulesetDelta, SyncKind,
 };
-pub use transaction::{BaseChain, ChainKind, ElementKey, Hook, Op, Transaction, Verdict};
+pub use transaction::{BaseChain, ChainKind, ElementKey, EndpointPick, Hook, Op, Transaction, Value};

@@ -32,6 +32,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::cidr::Ipv4Cidr;
+use crate::transaction::ElementKey;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -69,6 +70,15 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Sctp => "sctp",
+        }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
         }
     }
 
@@ -202,6 +212,10 @@ pub struct ServicePort {
     /// Every endpoint of this port, whatever its conditions, sorted by address and
     /// port; [`ServicePort::categorize`] picks the usable ones.
     pub endpoints: Vec<Endpoint>,
+    /// Where the port's endpoints live in the shared endpoint maps: assigned by the
+    /// [`ProxyModel`] it is in, and kept for as long as the port exists there, so a
+    /// partial sync only touches the port's own map elements.
+    pub slot: u32,
 }
 
 /// The endpoints a Service port uses on this node, from [`ServicePort::categorize`].
@@ -239,6 +253,16 @@ impl ServicePort {
     /// Whether any traffic to the port uses "Local" policy endpoints.
     pub fn uses_local_endpoints(&self) -> bool {
         self.internal_policy_local || (self.external_policy_local && self.externally_accessible())
+    }
+
+    /// The destinations the port takes traffic for: its ClusterIP, external and
+    /// load-balancer IPs on its port, and its NodePort.
+    pub fn destinations(&self) -> impl Iterator<Item = ElementKey> + '_ {
+        let ip_port = move |ip| ElementKey::IpPort { ip, protocol: self.name.protocol, port: self.port };
+        std::iter::once(ip_port(self.cluster_ip))
+            .chain(self.external_ips.iter().map(move |ip| ip_port(*ip)))
+            .chain(self.load_balancer_ips.iter().map(move |ip| ip_port(*ip)))
+            .chain(self.node_port.map(|np| ElementKey::Port { protocol: self.name.protocol, port: np }))
     }
 
     /// Picks the endpoints traffic may go to from this node, as upstream's
@@ -365,16 +389,53 @@ pub enum SkipReason {
 /// its endpoints, as seen from one node. Deterministic: Services and their ports are
 /// sorted, and so are endpoints.
 ///
-/// Cloning is cheap (each Service's ports are shared), so a watch loop can keep the
-/// model it last applied next to the one it is building, for a partial sync.
+/// Cloning is cheap (persistent maps that share their structure), so a watch loop
+/// can keep the model it last applied next to the one it is building, and a
+/// partial sync finds the changed Services without visiting the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyModel {
     /// The node the model was built for.
     pub node: NodeInfo,
     /// Each proxied Service's ports, sorted by [`ServicePortName`].
-    pub services: BTreeMap<ServiceName, Arc<Vec<ServicePort>>>,
+    pub services: imbl::OrdMap<ServiceName, Arc<Vec<ServicePort>>>,
     /// What was skipped as invalid while building.
     pub skipped: Vec<Skipped>,
+    /// Slots of the ports in `services`, free and used.
+    slots: Slots,
+    /// How many times each address is a local endpoint of a port in `services`: a
+    /// partial sync asks whether any Service still has one (hairpin elements are
+    /// shared), which would otherwise take a pass over every endpoint.
+    local_ips: imbl::OrdMap<Ipv4Addr, u32>,
+    /// Who claims each destination (a cluster, external or load-balancer IP with a
+    /// port, or a NodePort), sorted: a partial sync settles conflicts of a few
+    /// destinations without a pass over every Service.
+    claimants: imbl::OrdMap<ElementKey, Vec<ServiceName>>,
+    /// The Service each used slot belongs to.
+    slot_owners: imbl::OrdMap<u32, ServiceName>,
+}
+
+/// Hands out [`ServicePort::slot`]s, the lowest free one first, so the slots (and
+/// the endpoint maps they are spread over) stay as few as the ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Slots {
+    /// Every slot below this was handed out at some time.
+    next: u32,
+    /// Handed out and given back.
+    free: BTreeSet<u32>,
+}
+
+impl Slots {
+    fn take(&mut self) -> u32 {
+        if let Some(slot) = self.free.pop_first() {
+            return slot;
+        }
+        self.next += 1;
+        self.next - 1
+    }
+
+    fn give_back(&mut self, slot: u32) {
+        self.free.insert(slot);
+    }
 }
 
 impl ProxyModel {
@@ -410,19 +471,120 @@ impl ProxyModel {
             }
         }
         match service_ports(service, &key, &endpoints, &mut self.skipped) {
-            Some(ports) if !ports.is_empty() => {
+            Some(mut ports) if !ports.is_empty() => {
+                // A port keeps its slot; ports that went away give theirs back.
+                let mut old: BTreeMap<&ServicePortName, u32> = BTreeMap::new();
+                if let Some(previous) = self.services.get(&key) {
+                    old = previous.iter().map(|p| (&p.name, p.slot)).collect();
+                }
+                let mut kept = BTreeSet::new();
+                let mut fresh = Vec::new();
+                for (i, port) in ports.iter_mut().enumerate() {
+                    match old.get(&port.name) {
+                        Some(slot) => {
+                            port.slot = *slot;
+                            kept.insert(*slot);
+                        }
+                        None => fresh.push(i),
+                    }
+                }
+                let released: Vec<u32> = old.values().copied().filter(|s| !kept.contains(s)).collect();
+                for i in fresh {
+                    ports[i].slot = self.slots.take();
+                }
+                for slot in released {
+                    self.slots.give_back(slot);
+                }
+                if let Some(previous) = self.services.get(&key).cloned() {
+                    self.index(&key, &previous, false);
+                }
+                self.index(&key, &ports, true);
                 self.services.insert(key, Arc::new(ports));
             }
-            _ => {
-                self.services.remove(&key);
-            }
+            _ => self.remove_service_ports(&key),
         }
     }
 
     /// Removes a Service (it was deleted).
     pub fn remove_service(&mut self, service: &ServiceName) {
-        self.services.remove(service);
+        self.remove_service_ports(service);
         self.skipped.retain(|s| &s.service != service);
+    }
+
+    fn remove_service_ports(&mut self, service: &ServiceName) {
+        if let Some(ports) = self.services.remove(service) {
+            for port in ports.iter() {
+                self.slots.give_back(port.slot);
+            }
+            self.index(service, &ports, false);
+        }
+    }
+
+    /// Adds a Service's ports to the indexes, or takes them out.
+    fn index(&mut self, service: &ServiceName, ports: &[ServicePort], add: bool) {
+        for port in ports {
+            if add {
+                self.slot_owners.insert(port.slot, service.clone());
+            } else if self.slot_owners.get(&port.slot) == Some(service) {
+                self.slot_owners.remove(&port.slot);
+            }
+        }
+        for key in ports.iter().flat_map(ServicePort::destinations) {
+            let mut claimants = self.claimants.get(&key).cloned().unwrap_or_default();
+            match (claimants.binary_search(service), add) {
+                (Err(at), true) => claimants.insert(at, service.clone()),
+                (Ok(at), false) => {
+                    claimants.remove(at);
+                }
+                _ => continue,
+            }
+            if claimants.is_empty() {
+                self.claimants.remove(&key);
+            } else {
+                self.claimants.insert(key, claimants);
+            }
+        }
+        for ep in ports.iter().flat_map(|p| p.endpoints.iter()).filter(|ep| ep.is_local) {
+            if add {
+                *self.local_ips.entry(ep.ip).or_default() += 1;
+            } else if let Some(n) = self.local_ips.get_mut(&ep.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.local_ips.remove(&ep.ip);
+                }
+            }
+        }
+    }
+
+    /// Whether `ip` is the address of a local endpoint of some Service port.
+    pub fn has_local_endpoint(&self, ip: Ipv4Addr) -> bool {
+        self.local_ips.contains_key(&ip)
+    }
+
+    /// The ports whose slots are in `slots`.
+    pub fn ports_in_slots(&self, slots: std::ops::Range<u32>) -> impl Iterator<Item = &ServicePort> {
+        self.slot_owners
+            .range(slots)
+            .filter_map(move |(slot, owner)| self.services.get(owner)?.iter().find(|p| p.slot == *slot))
+    }
+
+    /// The Services that claim a destination, sorted by name.
+    pub fn claimants(&self, destination: &ElementKey) -> &[ServiceName] {
+        self.claimants.get(destination).map_or(&[], Vec::as_slice)
+    }
+
+    /// Destinations claimed by more than one Service, with their claimants.
+    pub fn contested(&self) -> impl Iterator<Item = (&ElementKey, &[ServiceName])> {
+        self.claimants.iter().filter(|(_, c)| c.len() > 1).map(|(k, c)| (k, c.as_slice()))
+    }
+
+    /// Adds a Service's ports, giving each a slot.
+    fn insert_new(&mut self, key: ServiceName, mut ports: Vec<ServicePort>) {
+        for port in &mut ports {
+            port.slot = self.slots.take();
+        }
+        self.index(&key, &ports, true);
+        self.services.insert(key, Arc::new(ports));
     }
 
     /// The health checks this node must serve, one per LoadBalancer Service with
@@ -478,7 +640,7 @@ where
         let endpoints = by_service.get(&key).unwrap_or(&empty);
         if let Some(ports) = service_ports(service, &key, endpoints, &mut model.skipped) {
             if !ports.is_empty() {
-                model.services.insert(key, Arc::new(ports));
+                model.insert_new(key, ports);
             }
         }
     }
@@ -736,6 +898,7 @@ fn service_ports(
             internal_policy_local,
             health_check_node_port,
             endpoints,
+            slot: 0,
         });
     }
     ports.sort_by(|a, b| a.name.cmp(&b.name));

@@ -39,6 +39,14 @@ pub(crate) fn is_service_chain(name: &str) -> bool {
     name.contains('/')
 }
 
+/// Prefix of the endpoint maps, `endpoints-<protocol>-<group>`.
+pub(crate) const ENDPOINT_MAP_PREFIX: &str = "endpoints-";
+
+/// Whether a map name is an endpoint map.
+pub(crate) fn is_endpoint_map(name: &str) -> bool {
+    name.starts_with(ENDPOINT_MAP_PREFIX)
+}
+
 /// Whether a set name is an affinity set.
 pub(crate) fn is_affinity_set(name: &str) -> bool {
     name.starts_with(AFFINITY_PREFIX)

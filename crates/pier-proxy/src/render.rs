@@ -9,12 +9,15 @@
 //! counters and affinity entries of unchanged endpoints survive too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::cidr::Ipv4Cidr;
+use imbl::ordmap::DiffItem;
+
 use crate::model::{ProxyModel, ServiceName, ServicePort};
 use crate::names;
-use crate::ruleset::{self, Chain, Element, ServiceObjects};
+use crate::ruleset::{self, Chain, Container, Element, ServiceObjects};
 use crate::transaction::{ElementKey, Op, Transaction};
 
 /// Where NodePorts are accepted.
@@ -32,12 +35,19 @@ pub enum NodePortAddresses {
 /// How a service chain picks one of its endpoints for a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LoadBalancing {
+    /// `dnat ip to numgen random mod N offset K map @endpoints-<protocol>-<group>`:
+    /// one rule and one lookup per connection, no chain per endpoint, and map
+    /// elements that a change of endpoints adds and deletes one by one. Ports with
+    /// ClientIP affinity use [`LoadBalancing::VerdictMap`]'s per-endpoint chains,
+    /// which their affinity sets need. A full sync of 10,000 Services with 10
+    /// endpoints: see BENCHMARKS.md.
+    #[default]
+    EndpointMaps,
     /// kube-proxy's `numgen random mod N vmap { 0 : goto endpoint-a, ... }`: one
     /// lookup per connection. Each such rule carries an anonymous map, and the kernel
     /// handles many anonymous maps in one transaction in quadratic time: a full sync
     /// of 10,000 Services with 10 endpoints took 210 s (Linux 6.18, nft 1.0.6).
     /// Partial syncs, which add a few, are not affected.
-    #[default]
     VerdictMap,
     /// One rule per endpoint, each taking its share of what the previous ones left
     /// (`numgen random mod 3 == 0 goto a`, `numgen random mod 2 == 0 goto b`,
@@ -103,7 +113,7 @@ pub enum Existing {
     Listed {
         /// Chain names.
         chains: BTreeSet<String>,
-        /// Set names.
+        /// Set and map names.
         sets: BTreeSet<String>,
     },
 }
@@ -125,7 +135,7 @@ impl Existing {
                 (Some("chain"), Some(name)) => {
                     chains.insert(name.to_string());
                 }
-                (Some("set"), Some(name)) => {
+                (Some("set" | "map"), Some(name)) => {
                     sets.insert(name.to_string());
                 }
                 _ => {}
@@ -139,6 +149,13 @@ impl Existing {
         match self {
             Existing::Unknown => true,
             Existing::Listed { chains, .. } => chains.contains(chain),
+        }
+    }
+
+    fn may_have_set(&self, set: &str) -> bool {
+        match self {
+            Existing::Unknown => true,
+            Existing::Listed { sets, .. } => sets.contains(set),
         }
     }
 }
@@ -263,6 +280,12 @@ pub fn render_full(cfg: &RenderConfig, model: &ProxyModel, existing: &Existing) 
     stats.conflicts = claims.conflicts();
     let mut wanted_chains = HashSet::new();
     let mut wanted_sets = HashSet::new();
+    // Elements go in last, grouped by set or map: one long `add element` per set is
+    // much faster for nft, and maps are empty while rules bind to them (the kernel
+    // checks a map's elements for every rule that starts using it). Services share
+    // hairpin elements, so this also drops the repeats.
+    let mut elements: BTreeMap<Container, BTreeMap<ElementKey, Element>> = BTreeMap::new();
+    let mut rule_ops = Vec::new();
     for (name, ports) in &model.services {
         let objects = claims.filter(name, ruleset::service_objects(cfg, &model.node, ports));
         for chain in &objects.chains {
@@ -276,21 +299,38 @@ pub fn render_full(cfg: &RenderConfig, model: &ProxyModel, existing: &Existing) 
             ops.push(add_set(set));
             wanted_sets.insert(set.name.clone());
         }
-        for chain in &objects.chains {
-            push_rules(&mut ops, chain);
+        for container in objects.endpoint_maps() {
+            if elements.contains_key(&container) {
+                continue;
+            }
+            let name = container.name();
+            ops.extend(add_endpoint_map(container));
+            if existing.may_have_set(&name) {
+                ops.push(Op::FlushMap { name: name.clone() });
+            }
+            wanted_sets.insert(name);
+            sets_total += 1;
+            elements.insert(container, BTreeMap::new());
         }
-        for element in objects.elements.values() {
-            ops.push(element.add_op());
+        for chain in &objects.chains {
+            push_rules(&mut rule_ops, chain);
         }
         stats.chains_written += objects.chains.len();
         stats.rules_written += objects.rule_count();
         stats.sets_added += objects.sets.len();
         sets_total += objects.sets.len();
-        stats.elements_added += objects.elements.len();
+        for ((container, key), element) in objects.elements {
+            elements.entry(container).or_default().insert(key, element);
+        }
+    }
+    ops.append(&mut rule_ops);
+    for element in elements.values().flat_map(BTreeMap::values) {
+        ops.push(element.add_op());
+        stats.elements_added += 1;
     }
 
     // Leftovers: flush every stale chain before deleting any, since one may jump to
-    // another; affinity sets go last, once no rule references them.
+    // another; affinity sets and endpoint maps go last, once no rule references them.
     let (listed_chains, listed_sets) = match existing {
         Existing::Unknown => (None, None),
         Existing::Listed { chains, sets } => (Some(chains), Some(sets)),
@@ -308,8 +348,14 @@ pub fn render_full(cfg: &RenderConfig, model: &ProxyModel, existing: &Existing) 
     }
     stats.chains_deleted = stale_chains.len();
     for set in listed_sets.into_iter().flatten() {
-        if names::is_affinity_set(set) && !wanted_sets.contains(set) {
+        if wanted_sets.contains(set) {
+            continue;
+        }
+        if names::is_affinity_set(set) {
             ops.push(Op::DeleteSet { name: set.clone() });
+            stats.sets_deleted += 1;
+        } else if names::is_endpoint_map(set) {
+            ops.push(Op::DeleteMap { name: set.clone() });
             stats.sets_deleted += 1;
         }
     }
@@ -336,42 +382,19 @@ pub fn render_partial(cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyModel) 
     let node_changed = prev.node != next.node;
 
     // Which Services to re-render: changed ones, and every one if the node changed
-    // (its name decides locality, its addresses the firewall). Both maps are sorted,
-    // so one merged walk finds them; unchanged Services usually share their ports
-    // with the previous model, so most comparisons are a pointer comparison.
-    let mut changed: BTreeSet<&ServiceName> = BTreeSet::new();
-    let mut old_iter = prev.services.iter().peekable();
-    let mut new_iter = next.services.iter().peekable();
-    loop {
-        match (old_iter.peek(), new_iter.peek()) {
-            (None, None) => break,
-            (Some((name, _)), None) => {
-                changed.insert(name);
-                old_iter.next();
-            }
-            (None, Some((name, _))) => {
-                changed.insert(name);
-                new_iter.next();
-            }
-            (Some((old_name, old_ports)), Some((new_name, new_ports))) => match old_name.cmp(new_name) {
-                std::cmp::Ordering::Less => {
-                    changed.insert(old_name);
-                    old_iter.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    changed.insert(new_name);
-                    new_iter.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    if node_changed || !same(old_ports, new_ports) {
-                        changed.insert(new_name);
-                    }
-                    old_iter.next();
-                    new_iter.next();
-                }
-            },
-        }
-    }
+    // (its name decides locality, its addresses the firewall). The models share
+    // the structure of what did not change, which the diff skips.
+    let mut changed: BTreeSet<&ServiceName> = if node_changed {
+        prev.services.keys().chain(next.services.keys()).collect()
+    } else {
+        prev.services
+            .diff(&next.services)
+            .filter_map(|item| match item {
+                DiffItem::Add(name, _) | DiffItem::Remove(name, _) => Some(name),
+                DiffItem::Update { old: (name, old), new: (_, new) } => (!same(old, new)).then_some(name),
+            })
+            .collect()
+    };
 
     // Destinations claimed by more than one Service: only those of changed Services
     // can change hands, so only they are tracked (conflicts among unchanged Services
@@ -380,7 +403,7 @@ pub fn render_partial(cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyModel) 
     let relevant: HashSet<ElementKey> = changed
         .iter()
         .flat_map(|name| prev.services.get(*name).into_iter().chain(next.services.get(*name)))
-        .flat_map(|ports| ports.iter().flat_map(destinations))
+        .flat_map(|ports| ports.iter().flat_map(ServicePort::destinations))
         .collect();
     let prev_claims = Claims::of(prev, Some(&relevant));
     let next_claims = Claims::of(next, Some(&relevant));
@@ -405,6 +428,7 @@ pub fn render_partial(cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyModel) 
             .unwrap_or_default();
         diff.service(old, new);
     }
+    diff.reconcile_shared(cfg, prev, next);
     diff.finish(cfg, stats)
 }
 
@@ -420,16 +444,37 @@ fn transaction(cfg: &RenderConfig, ops: Vec<Op>) -> Transaction {
     tx
 }
 
+/// `add map` of an endpoint map; nothing for the fixed sets and maps, which every
+/// full sync declares.
+fn add_endpoint_map(container: Container) -> Option<Op> {
+    match container {
+        Container::Endpoints { protocol, group } => Some(Op::AddEndpointMap {
+            name: container.name(),
+            protocol,
+            comment: Some(format!("endpoints of {} Service ports, group {group}", protocol.as_nft())),
+        }),
+        Container::Fixed(_) => None,
+    }
+}
+
 fn add_set(set: &ruleset::AffinitySet) -> Op {
-    Op::AddSet { name: set.name.clone(), timeout_seconds: Some(set.timeout_seconds), comment: None }
+    Op::AddSet {
+        name: set.name.clone(),
+        key_type: "ipv4_addr".to_string(),
+        timeout_seconds: Some(set.timeout_seconds),
+        comment: None,
+    }
 }
 
 fn push_rules(ops: &mut Vec<Op>, chain: &Chain) {
     for rule in &chain.rules {
-        ops.push(Op::AddRule {
-            chain: chain.name.clone(),
-            rule: rule.text.clone(),
-            comment: rule.comment.map(str::to_string),
+        ops.push(match &rule.pick {
+            Some(pick) => Op::AddEndpointPick { chain: chain.name.clone(), pick: pick.clone() },
+            None => Op::AddRule {
+                chain: chain.name.clone(),
+                rule: rule.text.clone(),
+                comment: rule.comment.map(str::to_string),
+            },
         });
     }
 }
@@ -452,6 +497,9 @@ struct Diff {
     delete_elements: Vec<Element>,
     add_elements: Vec<Element>,
     element_delta: i64,
+    /// Endpoint maps that come into use or go out of use.
+    add_maps: Vec<Container>,
+    delete_maps: Vec<Container>,
 }
 
 impl Diff {
@@ -533,6 +581,74 @@ impl Diff {
         }
     }
 
+    /// Hairpin elements and endpoint maps are shared between Services: one is
+    /// added when its first user appears and deleted with its last, which the
+    /// per-Service differences cannot tell. Decides them from the whole models.
+    fn reconcile_shared(&mut self, cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyModel) {
+        let hairpin = Container::Fixed(ruleset::HAIRPIN_ENDPOINTS);
+        let mut candidates: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        let mut maps: BTreeSet<Container> = BTreeSet::new();
+        for element in self.delete_elements.iter().chain(&self.add_elements) {
+            match (element.container, element.key) {
+                (c, ElementKey::SameAddress(ip)) if c == hairpin => {
+                    candidates.insert(ip);
+                }
+                (c @ Container::Endpoints { .. }, _) => {
+                    maps.insert(c);
+                }
+                _ => {}
+            }
+        }
+        if !candidates.is_empty() {
+            // Undo the per-Service view, then apply the shared one.
+            let before = self.delete_elements.len() + self.add_elements.len();
+            self.delete_elements.retain(|e| e.container != hairpin);
+            let deleted = before - self.add_elements.len() - self.delete_elements.len();
+            let before_adds = self.add_elements.len();
+            self.add_elements.retain(|e| e.container != hairpin);
+            let added = before_adds - self.add_elements.len();
+            self.element_delta += deleted as i64 - added as i64;
+            let used_before = endpoint_ips_among(prev, &candidates);
+            let used_after = endpoint_ips_among(next, &candidates);
+            for ip in candidates {
+                let element = Element {
+                    container: hairpin,
+                    key: ElementKey::SameAddress(ip),
+                    value: None,
+                    comment: None,
+                };
+                match (used_before.contains(&ip), used_after.contains(&ip)) {
+                    (true, false) => {
+                        self.delete_elements.push(element);
+                        self.element_delta -= 1;
+                    }
+                    (false, true) => {
+                        self.add_elements.push(element);
+                        self.element_delta += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !maps.is_empty() {
+            let before = endpoint_maps_among(cfg, prev, &maps);
+            let after = endpoint_maps_among(cfg, next, &maps);
+            for map in maps {
+                match (before.contains(&map), after.contains(&map)) {
+                    (false, true) => {
+                        self.add_maps.push(map);
+                        self.new_sets += 1;
+                    }
+                    (true, false) => {
+                        self.delete_maps.push(map);
+                        self.new_sets -= 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     fn elements(&mut self, old: Vec<Element>, new: Vec<Element>) {
         let old_keys: BTreeMap<_, _> = old.iter().map(|e| ((e.container, e.key), e)).collect();
         let new_keys: BTreeMap<_, _> = new.iter().map(|e| ((e.container, e.key), e)).collect();
@@ -568,6 +684,9 @@ impl Diff {
         for set in &self.add_sets {
             ops.push(add_set(set));
         }
+        for map in &self.add_maps {
+            ops.extend(add_endpoint_map(*map));
+        }
         // 3. Rules of the rewritten chains (they may use the new sets and chains).
         for chain in &self.write {
             push_rules(&mut ops, chain);
@@ -580,9 +699,12 @@ impl Diff {
         for element in &self.add_elements {
             ops.push(element.add_op());
         }
-        // 5. Now unreferenced: the stale chains.
+        // 5. Now unreferenced: the stale chains, then endpoint maps out of use.
         for (name, _) in &self.stale {
             ops.push(Op::DeleteChain { name: name.clone() });
+        }
+        for map in &self.delete_maps {
+            ops.push(Op::DeleteMap { name: map.name() });
         }
 
         let new_rules: usize = self.write.iter().map(|c| c.rules.len()).sum();
@@ -590,8 +712,8 @@ impl Diff {
         stats.chains_written = self.write.len();
         stats.rules_written = new_rules;
         stats.chains_deleted = self.stale.len();
-        stats.sets_added = self.add_sets.len();
-        stats.sets_deleted = self.delete_sets.len();
+        stats.sets_added = self.add_sets.len() + self.add_maps.len();
+        stats.sets_deleted = self.delete_sets.len() + self.delete_maps.len();
         stats.elements_added = self.add_elements.len();
         stats.elements_deleted = self.delete_elements.len();
         stats.delta = RulesetDelta {
@@ -604,6 +726,32 @@ impl Diff {
     }
 }
 
+/// Which of `candidates` are the address of a local endpoint in `model`.
+fn endpoint_ips_among(model: &ProxyModel, candidates: &BTreeSet<Ipv4Addr>) -> HashSet<Ipv4Addr> {
+    candidates.iter().copied().filter(|ip| model.has_local_endpoint(*ip)).collect()
+}
+
+/// Which of `candidates` some port of `model` puts endpoints in.
+fn endpoint_maps_among(
+    cfg: &RenderConfig,
+    model: &ProxyModel,
+    candidates: &BTreeSet<Container>,
+) -> HashSet<Container> {
+    let groups: BTreeSet<u32> = candidates
+        .iter()
+        .filter_map(|c| match c {
+            Container::Endpoints { group, .. } => Some(*group),
+            Container::Fixed(_) => None,
+        })
+        .collect();
+    groups
+        .into_iter()
+        .flat_map(|g| model.ports_in_slots(g * ruleset::SLOTS_PER_MAP..(g + 1) * ruleset::SLOTS_PER_MAP))
+        .filter_map(|port| ruleset::endpoint_map_of(cfg, port))
+        .filter(|map| candidates.contains(map))
+        .collect()
+}
+
 /// Which Service owns each destination (address, protocol, port) or NodePort that
 /// more than one Service claims. Uncontested destinations are not recorded.
 struct Claims<'a> {
@@ -613,35 +761,15 @@ struct Claims<'a> {
 impl<'a> Claims<'a> {
     /// The contested destinations of `model`, among `only` if given.
     fn of(model: &'a ProxyModel, only: Option<&HashSet<ElementKey>>) -> Self {
-        // One pass with the first claimant per destination (no allocation per
-        // destination: this runs over every Service on every partial sync), then the
-        // rare contested destinations with all their claimants.
-        let mut first: HashMap<ElementKey, &'a ServiceName> =
-            HashMap::with_capacity(model.services.len() * 2);
-        let mut others: Vec<(ElementKey, &'a ServiceName)> = Vec::new();
-        for (name, ports) in &model.services {
-            for port in ports.iter() {
-                for key in destinations(port) {
-                    if only.is_some_and(|only| !only.contains(&key)) {
-                        continue;
-                    }
-                    let owner = *first.entry(key).or_insert(name);
-                    if owner != name {
-                        others.push((key, name));
-                    }
-                }
-            }
-        }
-        let mut contested: HashMap<ElementKey, Vec<&'a ServiceName>> = HashMap::new();
-        for (key, name) in others {
-            let claimants =
-                contested.entry(key).or_insert_with(|| first.get(&key).copied().into_iter().collect());
-            // Services are visited in order, so the first claimant is the smallest
-            // name, and a Service's own repeats are adjacent.
-            if claimants.last() != Some(&name) {
-                claimants.push(name);
-            }
-        }
+        let contested = match only {
+            Some(only) => only
+                .iter()
+                .map(|key| (*key, model.claimants(key)))
+                .filter(|(_, claimants)| claimants.len() > 1)
+                .map(|(key, claimants)| (key, claimants.iter().collect()))
+                .collect(),
+            None => model.contested().map(|(key, claimants)| (*key, claimants.iter().collect())).collect(),
+        };
         Self { contested }
     }
 
@@ -658,7 +786,7 @@ impl<'a> Claims<'a> {
             objects.elements.retain(|(container, key), _| {
                 // Only the dispatch maps are keyed by destination; `cluster-ips`
                 // holds bare addresses and may repeat harmlessly.
-                *container == ruleset::CLUSTER_IPS || self.allows(service, key)
+                !container.is_dispatch() || self.allows(service, key)
             });
         }
         objects
@@ -696,14 +824,4 @@ impl<'a> Claims<'a> {
         out.sort_by_key(|c| c.destination);
         out
     }
-}
-
-/// The destinations a Service port takes traffic for: its ClusterIP, external and
-/// load-balancer IPs on its port, and its NodePort.
-fn destinations(port: &ServicePort) -> impl Iterator<Item = ElementKey> + '_ {
-    let ip_port = move |ip| ElementKey::IpPort { ip, protocol: port.name.protocol, port: port.port };
-    std::iter::once(ip_port(port.cluster_ip))
-        .chain(port.external_ips.iter().map(move |ip| ip_port(*ip)))
-        .chain(port.load_balancer_ips.iter().map(move |ip| ip_port(*ip)))
-        .chain(port.node_port.map(|np| ElementKey::Port { protocol: port.name.protocol, port: np }))
 }

@@ -53,11 +53,21 @@ pub enum Op {
         /// The rule's comment.
         comment: Option<String>,
     },
-    /// `add set` of IPv4 addresses. With a timeout, the set is an affinity set:
-    /// `flags dynamic,timeout`, filled from the packet path by `update`.
+    /// `add rule` of an [`EndpointPick`]: the same as [`Op::AddRule`] with its text,
+    /// typed so that an applier can encode it without parsing nft syntax.
+    AddEndpointPick {
+        /// Chain name.
+        chain: String,
+        /// The rule.
+        pick: EndpointPick,
+    },
+    /// `add set`. With a timeout, the set is an affinity set: `flags
+    /// dynamic,timeout`, filled from the packet path by `update`.
     AddSet {
         /// Set name.
         name: String,
+        /// The element type, e.g. `ipv4_addr`.
+        key_type: String,
         /// Element timeout in seconds, for affinity sets.
         timeout_seconds: Option<u32>,
         /// The set's comment.
@@ -71,6 +81,22 @@ pub enum Op {
         key_type: String,
         /// The map's comment.
         comment: Option<String>,
+    },
+    /// `add map` from a random number to an endpoint address and port, for `dnat ip
+    /// to numgen random mod N offset K map @<name>`. One per protocol and group of
+    /// Service ports (see [`crate::ServicePort::slot`]).
+    AddEndpointMap {
+        /// Map name.
+        name: String,
+        /// The protocol of its Service ports (nft types the port by it).
+        protocol: Protocol,
+        /// The map's comment.
+        comment: Option<String>,
+    },
+    /// `delete map`: the map must not be referenced any more.
+    DeleteMap {
+        /// Map name.
+        name: String,
     },
     /// `flush set`: removes every element.
     FlushSet {
@@ -94,7 +120,7 @@ pub enum Op {
         /// The element.
         key: ElementKey,
         /// The verdict, for a map.
-        value: Option<Verdict>,
+        value: Option<Value>,
         /// The element's comment.
         comment: Option<String>,
     },
@@ -105,6 +131,34 @@ pub enum Op {
         /// The element.
         key: ElementKey,
     },
+}
+
+/// The rule that DNATs a new connection to one of a Service port's endpoints:
+/// `meta l4proto <protocol> dnat ip to numgen random mod <modulus> offset <offset>
+/// map @<map>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPick {
+    /// The port's protocol.
+    pub protocol: Protocol,
+    /// How many endpoints.
+    pub modulus: u32,
+    /// The first of the port's keys in the map.
+    pub offset: u32,
+    /// The endpoint map.
+    pub map: String,
+}
+
+impl fmt::Display for EndpointPick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "meta l4proto {} dnat ip to numgen random mod {} offset {} map @{}",
+            self.protocol.as_nft(),
+            self.modulus,
+            self.offset,
+            self.map
+        )
+    }
 }
 
 /// What makes a chain a base chain: the netfilter hook it is attached to.
@@ -163,15 +217,27 @@ pub enum ElementKey {
         /// Destination port.
         port: u16,
     },
+    /// A number `numgen` may draw (endpoint maps).
+    Number(u32),
+    /// `ipv4_addr . ipv4_addr` with the address twice: a connection from an endpoint
+    /// to itself (hairpin).
+    SameAddress(Ipv4Addr),
 }
 
 /// A verdict-map value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
+pub enum Value {
     /// `goto <chain>`.
     Goto(String),
     /// `drop`.
     Drop,
+    /// An endpoint map's value: where to DNAT.
+    Endpoint {
+        /// The endpoint's address.
+        ip: Ipv4Addr,
+        /// Its port.
+        port: u16,
+    },
 }
 
 impl fmt::Display for ElementKey {
@@ -182,15 +248,18 @@ impl fmt::Display for ElementKey {
             ElementKey::IpPort { ip, protocol, port } => {
                 write!(f, "{ip} . {} . {port}", protocol.as_nft())
             }
+            ElementKey::Number(n) => write!(f, "{n}"),
+            ElementKey::SameAddress(ip) => write!(f, "{ip} . {ip}"),
         }
     }
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Goto(chain) => write!(f, "goto {chain}"),
-            Verdict::Drop => f.write_str("drop"),
+            Value::Goto(chain) => write!(f, "goto {chain}"),
+            Value::Drop => f.write_str("drop"),
+            Value::Endpoint { ip, port } => write!(f, "{ip} . {port}"),
         }
     }
 }
@@ -261,12 +330,37 @@ impl Transaction {
     }
 
     /// The transaction as an nft(8) script, one command per line, for `nft -f`.
+    /// Consecutive additions of elements to one set or map become one command: nft
+    /// parses and sends a long list much faster than as many commands.
     pub fn to_nft_script(&self) -> String {
         let mut out = String::new();
-        for op in &self.ops {
+        let mut i = 0;
+        while i < self.ops.len() {
             // Writing to a String cannot fail.
-            let _ = self.write_op(&mut out, op);
-            out.push('\n');
+            match &self.ops[i] {
+                Op::AddElement { container, .. } => {
+                    let run = self.ops[i..]
+                        .iter()
+                        .take_while(|op| matches!(op, Op::AddElement { container: c, .. } if c == container))
+                        .count();
+                    let _ = write!(out, "add element ip {} {container} {{ ", self.table);
+                    for (n, op) in self.ops[i..i + run].iter().enumerate() {
+                        if n > 0 {
+                            out.push_str(", ");
+                        }
+                        if let Op::AddElement { key, value, comment, .. } = op {
+                            let _ = write_element(&mut out, key, value.as_ref(), comment.as_deref());
+                        }
+                    }
+                    out.push_str(" }\n");
+                    i += run;
+                }
+                op => {
+                    let _ = self.write_op(&mut out, op);
+                    out.push('\n');
+                    i += 1;
+                }
+            }
         }
         out
     }
@@ -307,8 +401,9 @@ impl Transaction {
                     write!(out, " comment {}", quoted(c))?;
                 }
             }
-            Op::AddSet { name, timeout_seconds, comment } => {
-                write!(out, "add set ip {t} {name} {{ type ipv4_addr ;")?;
+            Op::AddEndpointPick { chain, pick } => write!(out, "add rule ip {t} {chain} {pick}")?,
+            Op::AddSet { name, key_type, timeout_seconds, comment } => {
+                write!(out, "add set ip {t} {name} {{ type {key_type} ;")?;
                 if let Some(timeout) = timeout_seconds {
                     // `dynamic` as upstream: the kernel adds it to sets updated from
                     // the packet path, and a later `add set` without it would then
@@ -331,21 +426,46 @@ impl Transaction {
             Op::FlushMap { name } => write!(out, "flush map ip {t} {name}")?,
             Op::DeleteSet { name } => write!(out, "delete set ip {t} {name}")?,
             Op::AddElement { container, key, value, comment } => {
-                write!(out, "add element ip {t} {container} {{ {key}")?;
+                write!(out, "add element ip {t} {container} {{ ")?;
+                write_element(out, key, value.as_ref(), comment.as_deref())?;
+                out.push_str(" }");
+            }
+            Op::AddEndpointMap { name, protocol, comment } => {
+                // `typeof` because nft has no type name for numgen's plain integer;
+                // the value's port is typed by protocol, as the rules that use it.
+                write!(
+                    out,
+                    "add map ip {t} {name} {{ typeof numgen random mod 1 : ip daddr . {} dport ;",
+                    protocol.as_nft()
+                )?;
                 if let Some(c) = comment {
-                    write!(out, " comment {}", quoted(c))?;
-                }
-                if let Some(v) = value {
-                    write!(out, " : {v}")?;
+                    write!(out, " comment {} ;", quoted(c))?;
                 }
                 out.push_str(" }");
             }
+            Op::DeleteMap { name } => write!(out, "delete map ip {t} {name}")?,
             Op::DeleteElement { container, key } => {
                 write!(out, "delete element ip {t} {container} {{ {key} }}")?;
             }
         }
         Ok(())
     }
+}
+
+fn write_element(
+    out: &mut String,
+    key: &ElementKey,
+    value: Option<&Value>,
+    comment: Option<&str>,
+) -> fmt::Result {
+    write!(out, "{key}")?;
+    if let Some(c) = comment {
+        write!(out, " comment {}", quoted(c))?;
+    }
+    if let Some(v) = value {
+        write!(out, " : {v}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -361,11 +481,16 @@ mod tests {
             base: Some(BaseChain { kind: ChainKind::Nat, hook: Hook::Output, priority: -100 }),
             comment: None,
         });
-        tx.push(Op::AddSet { name: "affinity-x".into(), timeout_seconds: Some(30), comment: None });
+        tx.push(Op::AddSet {
+            name: "affinity-x".into(),
+            key_type: "ipv4_addr".into(),
+            timeout_seconds: Some(30),
+            comment: None,
+        });
         tx.push(Op::AddElement {
             container: "m".into(),
             key: ElementKey::IpPort { ip: Ipv4Addr::new(10, 96, 0, 1), protocol: Protocol::Udp, port: 53 },
-            value: Some(Verdict::Drop),
+            value: Some(Value::Drop),
             comment: Some("a \"quoted\" comment".into()),
         });
         tx.push(Op::DeleteElement {
@@ -379,6 +504,40 @@ mod tests {
              add set ip t affinity-x { type ipv4_addr ; flags dynamic,timeout ; timeout 30s ; }\n\
              add element ip t m { 10.96.0.1 . udp . 53 comment \"a _quoted_ comment\" : drop }\n\
              delete element ip t np { sctp . 30000 }\n"
+        );
+    }
+
+    #[test]
+    fn consecutive_element_additions_are_one_command() {
+        let mut tx = Transaction::new("t");
+        let add = |container: &str, key| Op::AddElement {
+            container: container.into(),
+            key,
+            value: Some(Value::Endpoint { ip: Ipv4Addr::new(10, 244, 0, 5), port: 8080 }),
+            comment: None,
+        };
+        tx.push(add("endpoints-tcp-0", ElementKey::Number(0)));
+        tx.push(add("endpoints-tcp-0", ElementKey::Number(131072)));
+        tx.push(add("endpoints-tcp-1", ElementKey::Number(1)));
+        tx.push(Op::AddEndpointMap {
+            name: "endpoints-udp-0".into(),
+            protocol: Protocol::Udp,
+            comment: None,
+        });
+        tx.push(Op::AddElement {
+            container: "hairpin-endpoints".into(),
+            key: ElementKey::SameAddress(Ipv4Addr::new(10, 244, 0, 5)),
+            value: None,
+            comment: None,
+        });
+        tx.push(Op::DeleteMap { name: "endpoints-udp-0".into() });
+        assert_eq!(
+            tx.to_nft_script(),
+            "add element ip t endpoints-tcp-0 { 0 : 10.244.0.5 . 8080, 131072 : 10.244.0.5 . 8080 }\n\
+             add element ip t endpoints-tcp-1 { 1 : 10.244.0.5 . 8080 }\n\
+             add map ip t endpoints-udp-0 { typeof numgen random mod 1 : ip daddr . udp dport ; }\n\
+             add element ip t hairpin-endpoints { 10.244.0.5 . 10.244.0.5 }\n\
+             delete map ip t endpoints-udp-0\n"
         );
     }
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use pier_proxy::{
     build, render_full, render_partial, Existing, LoadBalancing, NodePortAddresses, ProxyModel, RenderConfig,
-    RulesetCounts, SyncKind,
+    RulesetCounts, ServiceName, SyncKind,
 };
 use serde_json::json;
 use support::{config, endpoint, golden, in_netns, nft_check, node, ready, service, slice};
@@ -285,7 +285,8 @@ fn conflicting_destinations_keep_the_first_service() {
     assert_eq!(rendered.stats.conflicts[0].owner.name, "a-svc");
 
     // When a-svc goes, b-ext's external IP takes over, although b-ext is unchanged.
-    let next = build([service(b)], [two_endpoints("b-ext")], &node());
+    let mut next = model.clone();
+    next.remove_service(&ServiceName { namespace: "default".into(), name: "a-svc".into() });
     let partial = render_partial(&config(), &model, &next);
     assert!(partial.stats.conflicts.is_empty());
     assert_partial_applies(&config(), &model, &next, &partial.transaction.to_nft_script());
@@ -321,6 +322,26 @@ fn world(web_svc: Option<Service>, web_ips: &[&str]) -> ProxyModel {
     let (db_svc, db_eps) = db();
     let services: Vec<Service> = web_svc.into_iter().chain([db_svc]).collect();
     build(&services, [web_slice(web_ips), db_eps], &node())
+}
+
+/// `prev` after `web` changed (or went away), as the proxy derives its next model:
+/// Services keep their slots in the endpoint maps.
+fn evolve(prev: &ProxyModel, web_svc: Option<Service>, web_ips: &[&str]) -> ProxyModel {
+    let mut next = prev.clone();
+    match web_svc {
+        Some(svc) => next.upsert_service(&svc, [web_slice(web_ips)]),
+        None => next.remove_service(&ServiceName { namespace: "shop".into(), name: "web".into() }),
+    }
+    next
+}
+
+/// `web` without session affinity: its endpoints live in the shared endpoint maps.
+fn plain_web() -> Service {
+    service(json!({
+        "metadata": {"namespace": "shop", "name": "web"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.80.1",
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]},
+    }))
 }
 
 /// Renders the partial sync, compares it with its golden file, checks that the
@@ -362,14 +383,14 @@ fn assert_partial_applies(cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyMod
 #[test]
 fn partial_sync_endpoint_added() {
     let prev = world(Some(web(600)), &["10.244.1.5", "10.244.1.6"]);
-    let next = world(Some(web(600)), &["10.244.1.5", "10.244.1.6", "10.244.1.7"]);
+    let next = evolve(&prev, Some(web(600)), &["10.244.1.5", "10.244.1.6", "10.244.1.7"]);
     partial_case("partial_endpoint_added", &prev, &next);
 }
 
 #[test]
 fn partial_sync_endpoint_removed() {
     let prev = world(Some(web(600)), &["10.244.1.5", "10.244.1.6"]);
-    let next = world(Some(web(600)), &["10.244.1.5"]);
+    let next = evolve(&prev, Some(web(600)), &["10.244.1.5"]);
     partial_case("partial_endpoint_removed", &prev, &next);
 }
 
@@ -377,21 +398,21 @@ fn partial_sync_endpoint_removed() {
 fn partial_sync_last_endpoint_removed() {
     // No endpoint left: chains go, the reject elements come.
     let prev = world(Some(web(600)), &["10.244.1.5"]);
-    let next = world(Some(web(600)), &[]);
+    let next = evolve(&prev, Some(web(600)), &[]);
     partial_case("partial_last_endpoint_removed", &prev, &next);
 }
 
 #[test]
 fn partial_sync_service_removed() {
     let prev = world(Some(web(600)), &["10.244.1.5", "10.244.1.6"]);
-    let next = world(None, &["10.244.1.5", "10.244.1.6"]);
+    let next = evolve(&prev, None, &["10.244.1.5", "10.244.1.6"]);
     partial_case("partial_service_removed", &prev, &next);
 }
 
 #[test]
 fn partial_sync_service_added() {
     let prev = world(None, &[]);
-    let next = world(Some(web(600)), &["10.244.1.5"]);
+    let next = evolve(&prev, Some(web(600)), &["10.244.1.5"]);
     partial_case("partial_service_added", &prev, &next);
 }
 
@@ -400,8 +421,81 @@ fn partial_sync_affinity_timeout_changed() {
     // The sets are re-created with the new timeout; the chains using them are
     // flushed first and refilled after, although their rules are the same.
     let prev = world(Some(web(600)), &["10.244.1.5"]);
-    let next = world(Some(web(60)), &["10.244.1.5"]);
+    let next = evolve(&prev, Some(web(60)), &["10.244.1.5"]);
     partial_case("partial_affinity_timeout_changed", &prev, &next);
+}
+
+#[test]
+fn partial_sync_plain_endpoint_added() {
+    // Elements only: one more number in the map, and the pick's modulus.
+    let prev = world(Some(plain_web()), &["10.244.1.5", "10.244.1.6"]);
+    let next = evolve(&prev, Some(plain_web()), &["10.244.1.5", "10.244.1.6", "10.244.1.7"]);
+    partial_case("partial_plain_endpoint_added", &prev, &next);
+}
+
+#[test]
+fn partial_sync_plain_endpoint_replaced() {
+    // A pod replaced by another: the rule stays, one element changes.
+    let prev = world(Some(plain_web()), &["10.244.1.5", "10.244.1.6"]);
+    let next = evolve(&prev, Some(plain_web()), &["10.244.1.5", "10.244.1.9"]);
+    let rendered = render_partial(&config(), &prev, &next);
+    assert_eq!(rendered.stats.rules_written, 0, "{}", rendered.transaction.to_nft_script());
+    partial_case("partial_plain_endpoint_replaced", &prev, &next);
+}
+
+#[test]
+fn partial_sync_plain_service_removed_keeps_shared_hairpin() {
+    // web and db share the endpoint 10.244.3.3, a pod on this node: removing web
+    // must keep its hairpin element, which db still needs.
+    let mut prev = world(Some(plain_web()), &["10.244.1.5", "10.244.3.3"]);
+    let (db_svc, _) = db();
+    let db_here =
+        slice("shop", "db", "db-x", json!([{"port": 5432}]), json!([ready("10.244.3.3", "node-a")]));
+    prev.upsert_service(&db_svc, [db_here]);
+    let next = evolve(&prev, None, &[]);
+    let script = render_partial(&config(), &prev, &next).transaction.to_nft_script();
+    assert!(
+        script.contains("delete element ip pier-proxy hairpin-endpoints { 10.244.1.5 . 10.244.1.5 }"),
+        "{script}"
+    );
+    assert!(!script.contains("10.244.3.3 . 10.244.3.3"), "{script}");
+    partial_case("partial_plain_service_removed", &prev, &next);
+}
+
+#[test]
+fn partial_sync_plain_last_endpoint_removed_and_back() {
+    // db has no endpoint either: the group's map goes out of use and is deleted,
+    // then comes back with the Service's first endpoint.
+    let empty_db = |model: &mut ProxyModel| {
+        let (db_svc, _) = db();
+        model.upsert_service(&db_svc, Vec::<EndpointSlice>::new());
+    };
+    let mut prev = world(Some(plain_web()), &["10.244.1.5"]);
+    empty_db(&mut prev);
+    let next = evolve(&prev, Some(plain_web()), &[]);
+    let gone = render_partial(&config(), &prev, &next).transaction.to_nft_script();
+    assert!(gone.contains("delete map ip pier-proxy endpoints-tcp-0"), "{gone}");
+    assert_partial_applies(&config(), &prev, &next, &gone);
+    let back = render_partial(&config(), &next, &prev).transaction.to_nft_script();
+    assert!(back.contains("add map ip pier-proxy endpoints-tcp-0"), "{back}");
+    assert_partial_applies(&config(), &next, &prev, &back);
+}
+
+#[test]
+fn slots_are_kept_and_reused() {
+    let prev = world(Some(plain_web()), &["10.244.1.5"]);
+    let slot_of = |model: &ProxyModel, name: &str| {
+        model.service_ports().find(|p| p.name.name == name).map(|p| p.slot).expect("port")
+    };
+    let (web_slot, db_slot) = (slot_of(&prev, "web"), slot_of(&prev, "db"));
+    assert_ne!(web_slot, db_slot);
+    let without = evolve(&prev, None, &[]);
+    assert_eq!(slot_of(&without, "db"), db_slot, "db keeps its slot");
+    let mut other = plain_web();
+    other.metadata.name = Some("api".into());
+    let mut again = without.clone();
+    again.upsert_service(&other, Vec::<EndpointSlice>::new());
+    assert_eq!(slot_of(&again, "api"), web_slot, "a freed slot is reused");
 }
 
 #[test]
@@ -418,12 +512,12 @@ fn full_sync_over_an_older_ruleset() {
     // affinity sets of a Service deleted meanwhile. The new full sync, told what
     // exists (as the applier lists it), leaves exactly the new ruleset.
     let prev = world(Some(web(600)), &["10.244.1.5", "10.244.1.6"]);
-    let next = world(None, &[]);
+    let next = evolve(&prev, None, &[]);
     let full_prev = render_full(&config(), &prev, &Existing::default()).transaction.to_nft_script();
     // Applying the same full sync twice must work too (restart with no change).
     let Some(listing) = in_netns(
         &[("full.nft", full_prev.as_str())],
-        "nft -f full.nft && nft -f full.nft && nft list table ip pier-proxy",
+        "nft -f full.nft && nft -f full.nft && nft -t list table ip pier-proxy",
     ) else {
         return;
     };
@@ -435,6 +529,30 @@ fn full_sync_over_an_older_ruleset() {
     assert_eq!(over.stats.sets_deleted, 2);
     let over_script = over.transaction.to_nft_script();
     golden("full_over_leftovers", &over_script);
+    let fresh = render_full(&config(), &next, &Existing::default()).transaction.to_nft_script();
+    let files =
+        [("full.nft", full_prev.as_str()), ("over.nft", over_script.as_str()), ("fresh.nft", fresh.as_str())];
+    let applied =
+        in_netns(&files, "nft -f full.nft && nft -f over.nft && nft -j list ruleset").unwrap_or_default();
+    let clean = in_netns(&files, "nft -f fresh.nft && nft -j list ruleset").unwrap_or_default();
+    assert_eq!(support::canonical_ruleset(&applied), support::canonical_ruleset(&clean));
+}
+
+#[test]
+fn full_sync_over_an_older_ruleset_deletes_unused_endpoint_maps() {
+    let prev = world(Some(plain_web()), &["10.244.1.5"]);
+    let mut next = evolve(&prev, None, &[]);
+    next.remove_service(&ServiceName { namespace: "shop".into(), name: "db".into() });
+    let full_prev = render_full(&config(), &prev, &Existing::default()).transaction.to_nft_script();
+    let Some(listing) =
+        in_netns(&[("full.nft", full_prev.as_str())], "nft -f full.nft && nft -t list table ip pier-proxy")
+    else {
+        return;
+    };
+    let existing = Existing::from_nft_listing(&listing);
+    let over = render_full(&config(), &next, &existing);
+    let over_script = over.transaction.to_nft_script();
+    assert!(over_script.contains("delete map ip pier-proxy endpoints-tcp-0"), "{over_script}");
     let fresh = render_full(&config(), &next, &Existing::default()).transaction.to_nft_script();
     let files =
         [("full.nft", full_prev.as_str()), ("over.nft", over_script.as_str()), ("fresh.nft", fresh.as_str())];
@@ -505,8 +623,8 @@ fn partial_sync_node_address_changed() {
     let prev = world(Some(web(600)), &["10.244.1.5"]);
     let mut moved = node();
     moved.node_ips = vec!["172.30.0.11".parse().expect("ip"), "127.0.0.1".parse().expect("ip")];
-    let (db_svc, db_eps) = db();
-    let next = build([web(600), db_svc], [web_slice(&["10.244.1.5"]), db_eps], &moved);
+    let mut next = prev.clone();
+    next.node = moved;
     let rendered = render_partial(&cfg, &prev, &next);
     let script = rendered.transaction.to_nft_script();
     golden("partial_node_address_changed", &script);

@@ -135,47 +135,8 @@ pub fn nft_check(script: &str) {
     in_netns(&[("full.nft", script)], "nft -c -f full.nft");
 }
 
-/// The ruleset, as `nft -j list ruleset` JSON reduced to what must match: rule handles
-/// dropped, map and set elements sorted, each chain's rules in order, other objects
-/// sorted. Two tables built differently but holding the same ruleset compare equal.
+/// The ruleset in a form that compares equal for equal rulesets: see
+/// [`pier_nft::canonical_ruleset`].
 pub fn canonical_ruleset(json_listing: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(json_listing).expect("nft -j output");
-    let mut objects = Vec::new();
-    let mut rules: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for item in v["nftables"].as_array().into_iter().flatten() {
-        if item.get("metainfo").is_some() {
-            continue;
-        }
-        let mut item = item.clone();
-        strip(&mut item);
-        if let Some(rule) = item.get("rule") {
-            let chain = rule["chain"].as_str().unwrap_or_default().to_string();
-            rules.entry(chain).or_default().push(rule.to_string());
-        } else {
-            objects.push(item.to_string());
-        }
-    }
-    objects.sort();
-    for (chain, list) in rules {
-        objects.push(format!("chain {chain}: {}", list.join(" ; ")));
-    }
-    objects
-}
-
-fn strip(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            map.remove("handle");
-            for (key, value) in map.iter_mut() {
-                strip(value);
-                if key == "elem" {
-                    if let Value::Array(items) = value {
-                        items.sort_by_key(|i| i.to_string());
-                    }
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip),
-        _ => {}
-    }
+    pier_nft::canonical_ruleset(json_listing).expect("nft -j output")
 }
