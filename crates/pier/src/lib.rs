@@ -344,20 +344,53 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         concat!("kube-proxy/v1.33.0 (linux/amd64) pier/", env!("CARGO_PKG_VERSION")),
     )
     .await?;
-    let proxier = tokio::spawn(async move {
-        let nft = Arc::new(pier_nft::NftCli::new());
-        let conntrack = Arc::new(pier_nft::NetlinkConntrack::new());
-        let metrics = Arc::new(pier_proxier::Metrics::default());
-        if let Err(e) = pier_proxier::run(proxy_client, proxy, nft, conntrack, metrics).await {
-            tracing::error!(error = format!("{e:#}"), "the service proxy stopped");
-        }
-    });
+    let proxier = tokio::spawn(supervise_proxier(proxy_client, proxy));
     let result = pier_node::run(client, config, async {
         let _ = wait_for_signal().await;
     })
     .await;
     proxier.abort();
     result
+}
+
+/// Runs the node's service proxy, and runs it anew on SIGHUP, as restarting
+/// kube-proxy would: the new one starts with a full sync over the table the old one
+/// left, which established connections do not notice. Metrics carry on across
+/// restarts.
+async fn supervise_proxier(client: kube::Client, config: pier_proxier::ProxierConfig) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let metrics = Arc::new(pier_proxier::Metrics::default());
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: the service proxy cannot be restarted");
+            None
+        }
+    };
+    loop {
+        let (client, config, metrics) = (client.clone(), config.clone(), Arc::clone(&metrics));
+        let mut task = tokio::spawn(async move {
+            let nft = Arc::new(pier_nft::NftCli::new());
+            let conntrack = Arc::new(pier_nft::NetlinkConntrack::new());
+            if let Err(e) = pier_proxier::run(client, config, nft, conntrack, metrics).await {
+                tracing::error!(error = format!("{e:#}"), "the service proxy stopped");
+            }
+        });
+        let restart = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut task => return,
+            _ = restart => {
+                tracing::info!("SIGHUP: restarting the service proxy");
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
 }
 
 /// The service proxy of node `name`, reached at `node_ip`.

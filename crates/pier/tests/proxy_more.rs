@@ -2,8 +2,9 @@
 //! a UDP ClusterIP and the clearing of stale UDP conntrack entries when an endpoint goes
 //! or stops serving (the `pier/udp-echo` image, and its client run in a pod from a fixed
 //! source port), external IPs and `loadBalancerSourceRanges` from the host,
-//! `internalTrafficPolicy: Local` across two nodes, and the fallback to serving and
-//! terminating endpoints when none is ready.
+//! `internalTrafficPolicy: Local` across two nodes, the fallback to serving and
+//! terminating endpoints when none is ready, and a restart of the proxy under an
+//! established connection.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     apply, curl_from_host, curl_from_host_within, curl_from_pod, curl_from_pod_within, hit_pod, host_ip,
-    jsonpath, node_ip, wait_nodes, wait_running, WAIT, WEB_ON_NODE_1,
+    jsonpath, metric, node_agent_pids, node_ip, wait_nodes, wait_running, WAIT, WEB_ON_NODE_1,
 };
 use pier_testkit::{table_rows, wait_for, Cluster};
 
@@ -493,4 +494,91 @@ spec:
             Err(format!("{a:?}"))
         }
     });
+}
+
+#[test]
+fn restarting_the_proxy_keeps_established_connections() {
+    let c = pier_testkit::start_cluster!(nodes: 1);
+    let nodes = wait_nodes(&c, 1);
+    let metrics_url = format!("http://{}:10249/metrics", node_ip(&nodes, "pier-node-0"));
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: kubia}
+spec:
+  replicas: 2
+  selector: {app: kubia}
+  template:
+    metadata: {labels: {app: kubia}}
+    spec:
+      containers: [{name: kubia, image: luksa/kubia, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kubia}
+spec:
+  selector: {app: kubia}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {role: client}}
+spec:
+  containers: [{name: client, image: debian, command: [sleep, infinity]}]
+"#,
+    );
+    wait_running(&c, "app=kubia", 2);
+    wait_running(&c, "role=client", 1);
+    let ip = jsonpath(&c, "svc", "kubia", ".spec.clusterIP");
+    wait_for("the service answering", WAIT, || {
+        let a = curl_from_pod(&c, "client", &format!("http://{ip}"), 1);
+        if a.first().and_then(|l| hit_pod(l)).is_some() {
+            Ok(())
+        } else {
+            Err(format!("{a:?}"))
+        }
+    });
+
+    // One keep-alive connection through the ClusterIP (bash's /dev/tcp): a request,
+    // then a second one on the same connection once the test says so.
+    let script = format!(
+        "exec 3<>/dev/tcp/{ip}/80; \
+         ask() {{ printf 'GET / HTTP/1.1\\r\\nHost: kubia\\r\\n\\r\\n' >&3; \
+                  while IFS= read -r -t 5 line <&3; do [ \"$line\" = $'\\r' ] && break; done; \
+                  IFS= read -r -t 5 body <&3; echo \"$1: $body\"; }}; \
+         ask first; while [ ! -e /tmp/go ]; do sleep 0.1; done; ask second"
+    );
+    let mut conn = c.kubectl_lines(&["exec", "client", "--", "bash", "-c", &script]).expect("kubectl exec");
+    let first = conn.wait_line("the first answer", WAIT, |l| l.starts_with("first: "));
+    let pod = hit_pod(first.trim_start_matches("first: ")).unwrap_or_else(|| panic!("{first}")).to_string();
+
+    let full_syncs = || {
+        let (code, text) = curl_from_host(&metrics_url);
+        (code == 0).then(|| metric(&text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count")).flatten()
+    };
+    let before =
+        wait_for("the proxy's metrics", WAIT, || full_syncs().ok_or_else(|| "no metrics yet".to_string()));
+    let agents = node_agent_pids(&c);
+    assert_eq!(agents.len(), 1, "one node agent: {agents:?}");
+    for pid in &agents {
+        let out = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).output().expect("kill");
+        assert!(out.status.success(), "kill -HUP {pid}: {out:?}");
+    }
+    // The new proxy's first sync is a full one over the table the old one left.
+    wait_for("a full sync by the restarted proxy", WAIT, || match full_syncs() {
+        Some(n) if n > before => Ok(()),
+        other => Err(format!("full syncs {other:?}, before the restart {before}")),
+    });
+    let fresh = curl_from_pod(&c, "client", &format!("http://{ip}"), 4);
+    assert!(fresh.iter().all(|a| hit_pod(a).is_some()), "new connections after the restart: {fresh:?}");
+
+    c.kubectl(&["exec", "client", "--", "touch", "/tmp/go"]).ok();
+    let second = conn.wait_line("the second answer", WAIT, |l| l.starts_with("second: "));
+    assert_eq!(
+        second.trim_start_matches("second: "),
+        format!("You've hit {pod}"),
+        "the established connection still reaches its pod"
+    );
 }

@@ -94,3 +94,39 @@ pub fn curl_from_host_within(url: &str, seconds: u32) -> (i32, String) {
 pub fn hit_pod(answer: &str) -> Option<&str> {
     answer.strip_prefix("You've hit ")
 }
+
+/// The `pier node` agents the cluster started (descendants of `pier up` whose
+/// command is `pier node ...`), by reading `/proc`.
+pub fn node_agent_pids(c: &Cluster) -> Vec<u32> {
+    let root = c.pid().expect("the cluster runs");
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let descends = |mut pid: u32| {
+        for _ in 0..16 {
+            match parent_of(pid) {
+                Some(p) if p == root => return true,
+                Some(p) if p > 1 => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.get(1) == Some(&&b"node"[..]) && descends(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The value of a counter or gauge line `name value` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
