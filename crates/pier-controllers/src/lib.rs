@@ -11,9 +11,12 @@
 //!   user-written Endpoints into slices.
 //! - [`loadbalancer`]: addresses for LoadBalancer Services from a pool
 //!   (`--lb-range`), MetalLB style; runs only when [`Config::lb_range`] is set.
+//! - [`dns`]: the `kube-dns` Service and an EndpointSlice of the nodes' DNS servers;
+//!   runs only when [`Config::cluster_dns`] is set.
 //! - [`events`]: recording core/v1 Events for all of them.
 
 pub mod deployment;
+pub mod dns;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
@@ -35,6 +38,9 @@ pub struct Config {
     /// such Services stay `<pending>`, as on a cluster without a load-balancer
     /// implementation.
     pub lb_range: Option<loadbalancer::LbRange>,
+    /// The `kube-dns` ClusterIP (`pier up --cluster-dns`). `None` runs no DNS
+    /// controller.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 /// Runs every controller with the default [`Config`] until `shutdown` resolves.
@@ -52,6 +58,9 @@ pub async fn run_with(client: Client, config: Config, shutdown: impl std::future
         tokio::spawn(deployment::run(client.clone())),
         tokio::spawn(endpoints::run(client.clone())),
     ];
+    if let Some(ip) = config.cluster_dns {
+        tasks.push(tokio::spawn(dns::run(client.clone(), ip)));
+    }
     if let Some(range) = config.lb_range {
         tasks.push(tokio::spawn(loadbalancer::run(client, range)));
     }

@@ -225,10 +225,15 @@ async fn run_cluster(
     let client = kube_client(&server.kubeconfig).await?;
     let (stop_controllers, controllers_stopped) = tokio::sync::oneshot::channel::<()>();
     let lb_range = lb_range(&args.lb_range, network)?;
-    let controllers =
-        tokio::spawn(pier_controllers::run_with(client, pier_controllers::Config { lb_range }, async move {
-            let _ = controllers_stopped.await;
-        }));
+    // The kube-dns Service and its endpoints, the nodes' DNS servers: with nodes only.
+    let cluster_dns = match network {
+        Some(_) => Some(cluster_dns_ip(&args.service_cidr)?),
+        None => None,
+    };
+    let controller_config = pier_controllers::Config { lb_range, cluster_dns };
+    let controllers = tokio::spawn(pier_controllers::run_with(client, controller_config, async move {
+        let _ = controllers_stopped.await;
+    }));
     let mut node_children = Vec::new();
     let started = start_nodes(&server, data_dir, &cluster_name, args, network, &mut node_children);
     if let Err(e) = started {
@@ -254,6 +259,11 @@ async fn run_cluster(
     Ok(())
 }
 
+/// The `kube-dns` ClusterIP: the tenth address of the service CIDR, as kubeadm picks.
+fn cluster_dns_ip(service_cidr: &str) -> anyhow::Result<std::net::Ipv4Addr> {
+    pier_admission::nth_ip(service_cidr, 10).map_err(|e| anyhow::anyhow!("service CIDR {service_cidr}: {e}"))
+}
+
 fn start_nodes(
     server: &pier_apiserver::RunningServer,
     data_dir: &std::path::Path,
@@ -263,9 +273,7 @@ fn start_nodes(
     children: &mut Vec<tokio::process::Child>,
 ) -> anyhow::Result<()> {
     let Some(net) = network else { return Ok(()) };
-    let service_cidr = args.service_cidr.as_str();
-    let cluster_dns = pier_admission::nth_ip(service_cidr, 10)
-        .map_err(|e| anyhow::anyhow!("service CIDR {service_cidr}: {e}"))?;
+    let cluster_dns = cluster_dns_ip(&args.service_cidr)?;
     let api_url = format!("https://{}:{}", net.bridge_ip(), server.addr.port());
     for plan in &net.nodes {
         let dir = data_dir.join("nodes").join(&plan.name);
