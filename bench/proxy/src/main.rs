@@ -236,6 +236,8 @@ struct Partial {
     total_ms: Summary,
     render_ms: Summary,
     apply_ms: Summary,
+    /// The deletions applied after each change (not part of its latency).
+    cleanup_ms: Summary,
     script_bytes_max: usize,
     /// Changes applied over netlink (the rest through `nft -f`).
     by_netlink: usize,
@@ -735,7 +737,8 @@ fn control_plane(settings: &Settings, node: &mut Node) -> anyhow::Result<Control
     } else {
         let endpoints = node.objects.endpoints;
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-        let (mut total, mut render, mut apply) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut total, mut render, mut apply, mut cleanup) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut script_bytes_max = 0;
         let mut by_netlink = 0;
         let mut next_addr = (services * endpoints) as u64;
@@ -793,11 +796,34 @@ fn control_plane(settings: &Settings, node: &mut Node) -> anyhow::Result<Control
             apply.push(ms_since(t));
             total.push(ms_since(started));
             render.push(render_ms);
+            // Then, as the proxy does, the deletions nothing refers to any more.
+            let t = Instant::now();
+            match pier_proxier::netlink::batch(&rendered.cleanup) {
+                Some(msgs) => {
+                    node.topo.nft.apply_batch_blocking(&table, &msgs).context("applying a cleanup")?
+                }
+                None => node
+                    .topo
+                    .nft
+                    .apply_blocking(&rendered.cleanup.to_nft_script())
+                    .context("applying a cleanup")?,
+            }
+            cleanup.push(ms_since(t));
             script_bytes_max = script_bytes_max.max(script.len());
             node.model = next;
         }
         // The incremental model must be what a full build of the same objects gives.
-        if build(&node.objects.services, &node.objects.slices, &services::node_info()) != node.model {
+        // Epochs are the incremental model's own history, so they are left out.
+        let without_epochs = |m: &ProxyModel| -> Vec<Vec<pier_proxy::ServicePort>> {
+            m.services
+                .values()
+                .map(|ports| {
+                    ports.iter().map(|p| pier_proxy::ServicePort { epoch: 0, ..p.clone() }).collect()
+                })
+                .collect()
+        };
+        let rebuilt = build(&node.objects.services, &node.objects.slices, &services::node_info());
+        if without_epochs(&rebuilt) != without_epochs(&node.model) {
             bail!("after the endpoint changes, the incremental model differs from a full build");
         }
         measure::check(&node.topo.worker, cluster_addr()).context("the ClusterIP after endpoint changes")?;
@@ -806,18 +832,20 @@ fn control_plane(settings: &Settings, node: &mut Node) -> anyhow::Result<Control
             total_ms: Summary::of(&total)?,
             render_ms: Summary::of(&render)?,
             apply_ms: Summary::of(&apply)?,
+            cleanup_ms: Summary::of(&cleanup)?,
             script_bytes_max,
             by_netlink,
             runs_total_ms: total,
         };
         println!(
             "  one endpoint change (replaced, removed, added in turn), {} changes, {} of them over netlink: {}  \
-             (render {}; apply {}); nft script <= {} bytes",
+             (render {}; apply {}); then cleanup {}; nft script <= {} bytes",
             p.changes,
             p.by_netlink,
             p.total_ms.ms(),
             p.render_ms.ms(),
             p.apply_ms.ms(),
+            p.cleanup_ms.ms(),
             p.script_bytes_max
         );
         Some(p)

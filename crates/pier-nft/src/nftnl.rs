@@ -163,12 +163,14 @@ pub enum NftMsg {
         /// Chain name.
         name: String,
     },
-    /// Appends a rule.
+    /// Adds a rule at the end of the chain, or at its start (`insert rule`).
     AddRule {
         /// Chain name.
         chain: String,
         /// The rule's expressions, in order.
         exprs: Vec<Expr>,
+        /// Before the chain's other rules.
+        first: bool,
     },
     /// Adds an element (an existing equal one is no error).
     AddElement {
@@ -241,8 +243,9 @@ fn encode(table: &str, msg: &NftMsg, seq: u32) -> Vec<u8> {
             m.attr_str(NFTA_CHAIN_NAME, name);
             m.finish()
         }
-        NftMsg::AddRule { chain, exprs } => {
-            let mut m = new(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+        NftMsg::AddRule { chain, exprs, first } => {
+            // Without NLM_F_APPEND the kernel puts the rule first.
+            let mut m = new(NFT_MSG_NEWRULE, if *first { NLM_F_CREATE } else { NLM_F_CREATE | NLM_F_APPEND });
             m.attr_str(NFTA_RULE_TABLE, table);
             m.attr_str(NFTA_RULE_CHAIN, chain);
             let list = m.begin(NFTA_RULE_EXPRESSIONS);
@@ -440,6 +443,7 @@ mod tests {
                 Expr::Lookup { set: "endpoints-tcp-0".into(), sreg: REG_1, dreg: Some(REG_1) },
                 Expr::Dnat { family: NFPROTO_IPV4, addr: REG_1, proto: REG32_01 },
             ],
+            first: false,
         };
         let bytes = encode("t", &msg, 7);
         let h = headers(&bytes);

@@ -38,7 +38,7 @@ use kube::{Api, Client};
 use pier_nft::{Conntrack, Family, NftApplier, NftError, TableName};
 use pier_proxy::{
     build, render_full, render_partial, Existing, Ipv4Cidr, NodeInfo, ProxyModel, RenderConfig, Rendered,
-    RulesetCounts, ServiceName, SyncKind,
+    RulesetCounts, ServiceName, SyncKind, Transaction,
 };
 use tokio::sync::mpsc;
 
@@ -349,22 +349,25 @@ impl Syncer {
 
     /// A partial sync of known operations goes over netlink when the applier can;
     /// anything else through nft.
-    async fn apply(&self, rendered: &Rendered) -> Result<(), NftError> {
-        if rendered.stats.kind == SyncKind::Partial {
-            if let Some(msgs) = netlink::batch(&rendered.transaction) {
+    async fn apply(&self, kind: SyncKind, tx: &Transaction) -> Result<(), NftError> {
+        if tx.is_empty() {
+            return Ok(());
+        }
+        if kind == SyncKind::Partial {
+            if let Some(msgs) = netlink::batch(tx) {
                 if self.nft.apply_batch(&self.table, msgs).await? {
                     return Ok(());
                 }
             }
         }
-        self.nft.apply(&rendered.transaction.to_nft_script()).await
+        self.nft.apply(&tx.to_nft_script()).await
     }
 
     /// One sync; false when it failed (the next one is full).
     async fn sync(&mut self) -> bool {
         let started = Instant::now();
         let (next, rendered) = self.render().await;
-        if let Err(e) = self.apply(&rendered).await {
+        if let Err(e) = self.apply(rendered.stats.kind, &rendered.transaction).await {
             self.metrics.failed();
             tracing::warn!(error = %e, detail = ?std::error::Error::source(&e).map(|s| s.to_string()), kind = ?rendered.stats.kind, "proxy sync failed; retrying with a full sync");
             self.full_needed = true;
@@ -403,9 +406,15 @@ impl Syncer {
         }
         tracing::debug!(kind = ?rendered.stats.kind, took_us = took.as_micros() as u64, services = self.dirty.len(), rules = counts.rules, "proxy synced");
         self.health.update(self.config.bind, &next.health_checks()).await;
+        // Deletions nothing refers to, after the change is in place and timed.
+        let cleaned = self.apply(SyncKind::Partial, &rendered.cleanup).await;
+        if let Err(e) = &cleaned {
+            tracing::warn!(error = %e, "deleting unused set elements after a sync; the next sync is a full one");
+            self.metrics.failed();
+        }
         self.applied = Some(next);
         self.dirty.clear();
-        self.full_needed = false;
+        self.full_needed = cleaned.is_err();
         self.announce_dirty = true;
         true
     }

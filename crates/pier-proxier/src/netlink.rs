@@ -17,8 +17,8 @@ fn message(op: &Op) -> Option<NftMsg> {
         Op::AddChain { name, base: None, comment: None } => NftMsg::AddChain { name: name.clone() },
         Op::FlushChain { name } => NftMsg::FlushChain { name: name.clone() },
         Op::DeleteChain { name } => NftMsg::DeleteChain { name: name.clone() },
-        Op::AddEndpointPick { chain, pick } => {
-            NftMsg::AddRule { chain: chain.clone(), exprs: pick_exprs(pick) }
+        Op::AddEndpointPick { chain, pick, first } => {
+            NftMsg::AddRule { chain: chain.clone(), exprs: pick_exprs(pick), first: *first }
         }
         Op::AddElement { container, key, value, comment } => NftMsg::AddElement {
             set: container.clone(),

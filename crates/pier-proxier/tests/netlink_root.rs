@@ -106,6 +106,11 @@ async fn partial_syncs_over_netlink_match_full_syncs() {
         };
         let applied = incremental.apply_batch(&table, msgs).await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(applied, "{what}: NftCli applies batches");
+        // The cleanup goes over netlink too, as a second transaction.
+        let Some(cleanup) = pier_proxier::netlink::batch(&partial.cleanup) else {
+            panic!("{what}: no netlink batch for the cleanup\n{}", partial.cleanup.to_nft_script());
+        };
+        incremental.apply_batch(&table, cleanup).await.unwrap_or_else(|e| panic!("{what}, cleanup: {e}"));
 
         fresh.delete_table(Family::Ip, &table).await.expect("reset");
         let full = render_full(&cfg, &next, &Existing::empty()).transaction.to_nft_script();

@@ -216,6 +216,11 @@ pub struct ServicePort {
     /// [`ProxyModel`] it is in, and kept for as long as the port exists there, so a
     /// partial sync only touches the port's own map elements.
     pub slot: u32,
+    /// Which of the slot's two key ranges holds the endpoints: it flips whenever
+    /// they change, so a change adds the new endpoints beside the old ones and
+    /// switches the pick over, and the old elements can be deleted afterwards (the
+    /// kernel takes a grace period, 8-16 ms, to delete set elements).
+    pub epoch: u8,
 }
 
 /// The endpoints a Service port uses on this node, from [`ServicePort::categorize`].
@@ -479,11 +484,23 @@ impl ProxyModel {
                 }
                 let mut kept = BTreeSet::new();
                 let mut fresh = Vec::new();
+                let previous_ports = self.services.get(&key).cloned().unwrap_or_default();
                 for (i, port) in ports.iter_mut().enumerate() {
                     match old.get(&port.name) {
                         Some(slot) => {
                             port.slot = *slot;
                             kept.insert(*slot);
+                            if let Some(before) = previous_ports.iter().find(|p| p.name == port.name) {
+                                port.epoch = before.epoch;
+                                let same = before.endpoints == port.endpoints
+                                    && before.internal_policy_local == port.internal_policy_local
+                                    && before.external_policy_local == port.external_policy_local
+                                    && before.session_affinity == port.session_affinity
+                                    && before.externally_accessible() == port.externally_accessible();
+                                if !same {
+                                    port.epoch ^= 1;
+                                }
+                            }
                         }
                         None => fresh.push(i),
                     }
@@ -899,6 +916,7 @@ fn service_ports(
             health_check_node_port,
             endpoints,
             slot: 0,
+            epoch: 0,
         });
     }
     ports.sort_by(|a, b| a.name.cmp(&b.name));

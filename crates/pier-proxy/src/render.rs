@@ -17,7 +17,7 @@ use imbl::ordmap::DiffItem;
 
 use crate::model::{ProxyModel, ServiceName, ServicePort};
 use crate::names;
-use crate::ruleset::{self, Chain, Container, Element, ServiceObjects};
+use crate::ruleset::{self, Chain, Container, Element, Rule, ServiceObjects};
 use crate::transaction::{ElementKey, Op, Transaction};
 
 /// Where NodePorts are accepted.
@@ -259,7 +259,13 @@ pub struct RenderStats {
 pub struct Rendered {
     /// The transaction to apply (`nft -f -` with [`Transaction::to_nft_script`]).
     pub transaction: Transaction,
-    /// Its effect.
+    /// Deletions to apply right after it, in a transaction of their own: set
+    /// elements (and endpoint maps) no rule refers to any more. The kernel waits a
+    /// grace period (8-16 ms measured) before it acknowledges a transaction that
+    /// deletes elements, so they are kept off the path of the change that matters.
+    /// Empty for a full sync.
+    pub cleanup: Transaction,
+    /// The effect of both.
     pub stats: RenderStats,
 }
 
@@ -366,7 +372,7 @@ pub fn render_full(cfg: &RenderConfig, model: &ProxyModel, existing: &Existing) 
         sets: sets_total as i64,
         elements: stats.elements_added as i64,
     };
-    Rendered { transaction: transaction(cfg, ops), stats }
+    Rendered { transaction: transaction(cfg, ops), cleanup: transaction(cfg, Vec::new()), stats }
 }
 
 /// The transaction that turns the table from `prev`'s ruleset (applied by the last
@@ -469,7 +475,7 @@ fn add_set(set: &ruleset::AffinitySet) -> Op {
 fn push_rules(ops: &mut Vec<Op>, chain: &Chain) {
     for rule in &chain.rules {
         ops.push(match &rule.pick {
-            Some(pick) => Op::AddEndpointPick { chain: chain.name.clone(), pick: pick.clone() },
+            Some(pick) => Op::AddEndpointPick { chain: chain.name.clone(), pick: pick.clone(), first: false },
             None => Op::AddRule {
                 chain: chain.name.clone(),
                 rule: rule.text.clone(),
@@ -479,12 +485,26 @@ fn push_rules(ops: &mut Vec<Op>, chain: &Chain) {
     }
 }
 
+/// How a partial sync writes a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// A new chain: created and filled.
+    New,
+    /// An existing chain: flushed and refilled.
+    Flush,
+    /// A chain that holds only an endpoint pick and gets another one: the new pick
+    /// is inserted before the old, which the cleanup removes. Deleting a rule makes
+    /// the kernel wait a grace period (8-16 ms) before it acknowledges the
+    /// transaction; inserting one does not.
+    SwapPick,
+}
+
 /// The changes of a partial sync, collected over all changed Services and then
 /// ordered so that nothing is deleted while still referenced.
 #[derive(Default)]
 struct Diff {
-    /// Chains to create or flush and refill.
-    write: Vec<Chain>,
+    /// Chains to create, or flush and refill, and how.
+    write: Vec<(Chain, Rewrite)>,
     /// Rule counts of the chains in `write` before the sync (0 for new ones).
     write_old_rules: usize,
     write_new_chains: usize,
@@ -533,11 +553,12 @@ impl Diff {
 
         let old_chains: HashMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
         let new_chain_names: HashSet<&str> = new.chains.iter().map(|c| c.name.as_str()).collect();
+        let only_a_pick = |c: &Chain| matches!(c.rules.as_slice(), [rule] if rule.pick.is_some());
         for chain in &new.chains {
             let rewrite = match old_chains.get(chain.name.as_str()) {
                 None => {
                     self.write_new_chains += 1;
-                    true
+                    Some(Rewrite::New)
                 }
                 Some(old) => {
                     let changed =
@@ -545,11 +566,12 @@ impl Diff {
                     if changed {
                         self.write_old_rules += old.rules.len();
                     }
-                    changed
+                    let swap = only_a_pick(old) && only_a_pick(chain) && chain.sets.is_empty();
+                    changed.then_some(if swap { Rewrite::SwapPick } else { Rewrite::Flush })
                 }
             };
-            if rewrite {
-                self.write.push(chain.clone());
+            if let Some(how) = rewrite {
+                self.write.push((chain.clone(), how));
             }
         }
         for chain in &old.chains {
@@ -668,11 +690,16 @@ impl Diff {
 
     fn finish(self, cfg: &RenderConfig, mut stats: RenderStats) -> Rendered {
         let mut ops = Vec::new();
-        // 1. Empty every chain that is rewritten or goes away, so nothing refers to
-        //    the sets and chains deleted below.
-        for chain in &self.write {
-            ops.push(Op::AddChain { name: chain.name.clone(), base: None, comment: None });
-            ops.push(Op::FlushChain { name: chain.name.clone() });
+        // 1. Create new chains; empty every chain that is rewritten or goes away, so
+        //    nothing refers to the sets and chains deleted below.
+        for (chain, how) in &self.write {
+            match how {
+                Rewrite::New => {
+                    ops.push(Op::AddChain { name: chain.name.clone(), base: None, comment: None })
+                }
+                Rewrite::Flush => ops.push(Op::FlushChain { name: chain.name.clone() }),
+                Rewrite::SwapPick => {}
+            }
         }
         for (name, _) in &self.stale {
             ops.push(Op::FlushChain { name: name.clone() });
@@ -688,26 +715,44 @@ impl Diff {
             ops.extend(add_endpoint_map(*map));
         }
         // 3. Rules of the rewritten chains (they may use the new sets and chains).
-        for chain in &self.write {
-            push_rules(&mut ops, chain);
+        let mut cleanup = Vec::new();
+        for (chain, how) in &self.write {
+            match (how, chain.rules.as_slice()) {
+                (Rewrite::SwapPick, [Rule { pick: Some(pick), .. }]) => {
+                    let name = chain.name.clone();
+                    ops.push(Op::AddEndpointPick { chain: name.clone(), pick: pick.clone(), first: true });
+                    // Later, the chain as a full sync leaves it: the new pick alone.
+                    cleanup.push(Op::FlushChain { name: name.clone() });
+                    cleanup.push(Op::AddEndpointPick { chain: name, pick: pick.clone(), first: false });
+                }
+                _ => push_rules(&mut ops, chain),
+            }
         }
         // 4. Map elements: deletions first, so a changed value is deleted before it
-        //    is re-added.
+        //    is re-added. Endpoint and hairpin elements nothing refers to any more
+        //    wait for the cleanup, unless their key is added again.
+        let added: HashSet<(Container, ElementKey)> =
+            self.add_elements.iter().map(|e| (e.container, e.key)).collect();
         for element in &self.delete_elements {
-            ops.push(element.delete_op());
+            if element.container.is_deferrable() && !added.contains(&(element.container, element.key)) {
+                cleanup.push(element.delete_op());
+            } else {
+                ops.push(element.delete_op());
+            }
         }
         for element in &self.add_elements {
             ops.push(element.add_op());
         }
-        // 5. Now unreferenced: the stale chains, then endpoint maps out of use.
+        // 5. Now unreferenced: the stale chains; endpoint maps out of use go with
+        //    the cleanup, after their elements.
         for (name, _) in &self.stale {
             ops.push(Op::DeleteChain { name: name.clone() });
         }
         for map in &self.delete_maps {
-            ops.push(Op::DeleteMap { name: map.name() });
+            cleanup.push(Op::DeleteMap { name: map.name() });
         }
 
-        let new_rules: usize = self.write.iter().map(|c| c.rules.len()).sum();
+        let new_rules: usize = self.write.iter().map(|(c, _)| c.rules.len()).sum();
         let stale_rules: usize = self.stale.iter().map(|(_, n)| n).sum();
         stats.chains_written = self.write.len();
         stats.rules_written = new_rules;
@@ -722,7 +767,7 @@ impl Diff {
             sets: self.new_sets,
             elements: self.element_delta,
         };
-        Rendered { transaction: transaction(cfg, ops), stats }
+        Rendered { transaction: transaction(cfg, ops), cleanup: transaction(cfg, cleanup), stats }
     }
 }
 

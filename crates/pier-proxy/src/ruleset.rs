@@ -75,9 +75,10 @@ pub(crate) const HAIRPIN_ENDPOINTS: &str = "hairpin-endpoints";
 
 /// How many Service ports share one endpoint map.
 pub const SLOTS_PER_MAP: u32 = 64;
-/// Bits of a port's range in its map: a Cluster-policy half and a Local-policy half
-/// of 2^16 endpoints each.
-const RANGE_BITS: u32 = 17;
+/// Bits of a port's range in its map: two epochs (see [`ServicePort::epoch`]), each
+/// with a Cluster-policy half and a Local-policy half of 2^16 endpoints.
+const RANGE_BITS: u32 = 18;
+const EPOCH_BIT: u32 = 1 << 17;
 const LOCAL_HALF: u32 = 1 << 16;
 /// The most endpoints one port's chain can pick from.
 const ENDPOINTS_MAX: usize = 1 << 16;
@@ -183,6 +184,16 @@ impl Container {
         match self {
             Container::Fixed(name) => name.to_string(),
             Container::Endpoints { protocol, group } => endpoint_map_name(*protocol, *group),
+        }
+    }
+
+    /// Whether deleting an element nobody refers to may wait for a later
+    /// transaction: endpoint map and hairpin elements are only reached through
+    /// rules and picks that no longer lead to them.
+    pub(crate) fn is_deferrable(&self) -> bool {
+        match self {
+            Container::Fixed(name) => *name == HAIRPIN_ENDPOINTS,
+            Container::Endpoints { .. } => true,
         }
     }
 
@@ -700,7 +711,8 @@ fn port_objects(
             load_balance(chain, endpoints, affinity.is_some(), cfg.load_balancing, &ep_names);
         } else {
             let map = endpoint_map(proto, sp.slot);
-            let base = ((sp.slot % SLOTS_PER_MAP) << RANGE_BITS) | half;
+            let epoch = if sp.epoch == 0 { 0 } else { EPOCH_BIT };
+            let base = ((sp.slot % SLOTS_PER_MAP) << RANGE_BITS) | epoch | half;
             let picked = &endpoints[..endpoints.len().min(ENDPOINTS_MAX)];
             for (i, ep) in picked.iter().enumerate() {
                 out.endpoint_element(map, base + i as u32, ep);

@@ -60,6 +60,10 @@ pub enum Op {
         chain: String,
         /// The rule.
         pick: EndpointPick,
+        /// `insert rule` (before the chain's other rules) instead of `add rule`: a
+        /// new pick takes over from the old one at once, without deleting it in
+        /// the same transaction.
+        first: bool,
     },
     /// `add set`. With a timeout, the set is an affinity set: `flags
     /// dynamic,timeout`, filled from the packet path by `update`.
@@ -401,7 +405,10 @@ impl Transaction {
                     write!(out, " comment {}", quoted(c))?;
                 }
             }
-            Op::AddEndpointPick { chain, pick } => write!(out, "add rule ip {t} {chain} {pick}")?,
+            Op::AddEndpointPick { chain, pick, first } => {
+                let verb = if *first { "insert" } else { "add" };
+                write!(out, "{verb} rule ip {t} {chain} {pick}")?
+            }
             Op::AddSet { name, key_type, timeout_seconds, comment } => {
                 write!(out, "add set ip {t} {name} {{ type {key_type} ;")?;
                 if let Some(timeout) = timeout_seconds {

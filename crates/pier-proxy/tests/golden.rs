@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use pier_proxy::{
     build, render_full, render_partial, Existing, LoadBalancing, NodePortAddresses, ProxyModel, RenderConfig,
-    RulesetCounts, ServiceName, SyncKind,
+    Rendered, RulesetCounts, ServiceName, SyncKind,
 };
 use serde_json::json;
 use support::{config, endpoint, golden, in_netns, nft_check, node, ready, service, slice};
@@ -289,7 +289,7 @@ fn conflicting_destinations_keep_the_first_service() {
     next.remove_service(&ServiceName { namespace: "default".into(), name: "a-svc".into() });
     let partial = render_partial(&config(), &model, &next);
     assert!(partial.stats.conflicts.is_empty());
-    assert_partial_applies(&config(), &model, &next, &partial.transaction.to_nft_script());
+    assert_partial_applies(&config(), &model, &next, &partial);
 }
 
 // Partial syncs. The world has a changing Service (`web`, with ClientIP affinity,
@@ -349,10 +349,10 @@ fn plain_web() -> Service {
 fn partial_case(name: &str, prev: &ProxyModel, next: &ProxyModel) {
     let rendered = render_partial(&config(), prev, next);
     assert_eq!(rendered.stats.kind, SyncKind::Partial);
-    let script = rendered.transaction.to_nft_script();
+    let script = partial_text(&rendered);
     golden(name, &script);
     assert!(!script.contains("shop/db"), "{name}: the unchanged Service was touched:\n{script}");
-    assert_partial_applies(&config(), prev, next, &script);
+    assert_partial_applies(&config(), prev, next, &rendered);
 
     // The counts after the partial sync are those of a full sync of `next`.
     let full_prev = render_full(&config(), prev, &Existing::default());
@@ -363,21 +363,38 @@ fn partial_case(name: &str, prev: &ProxyModel, next: &ProxyModel) {
 
 /// As root: `full(prev)` then `partial` in a fresh namespace leaves exactly the
 /// ruleset a fresh `full(next)` makes.
-fn assert_partial_applies(cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyModel, partial: &str) {
+fn assert_partial_applies(cfg: &RenderConfig, prev: &ProxyModel, next: &ProxyModel, partial: &Rendered) {
     let full_prev = render_full(cfg, prev, &Existing::default()).transaction.to_nft_script();
     let full_next = render_full(cfg, next, &Existing::default()).transaction.to_nft_script();
-    let files =
-        [("full.nft", full_prev.as_str()), ("partial.nft", partial), ("next.nft", full_next.as_str())];
-    let Some(applied) = in_netns(&files, "nft -f full.nft && nft -f partial.nft && nft -j list ruleset")
-    else {
+    let (main, cleanup) = (partial.transaction.to_nft_script(), partial.cleanup.to_nft_script());
+    let files = [
+        ("full.nft", full_prev.as_str()),
+        ("partial.nft", main.as_str()),
+        ("cleanup.nft", cleanup.as_str()),
+        ("next.nft", full_next.as_str()),
+    ];
+    // The partial sync and its cleanup are two transactions, in this order.
+    let Some(applied) = in_netns(
+        &files,
+        "nft -f full.nft && nft -f partial.nft && nft -f cleanup.nft && nft -j list ruleset",
+    ) else {
         return;
     };
     let fresh = in_netns(&files, "nft -f next.nft && nft -j list ruleset").unwrap_or_default();
     assert_eq!(
         support::canonical_ruleset(&applied),
         support::canonical_ruleset(&fresh),
-        "full(prev) + partial differs from full(next)"
+        "full(prev) + partial + cleanup differs from full(next)"
     );
+}
+
+/// A partial sync as its golden file shows it: the transaction, then the cleanup.
+fn partial_text(r: &Rendered) -> String {
+    format!(
+        "{}# cleanup, a transaction of its own:\n{}",
+        r.transaction.to_nft_script(),
+        r.cleanup.to_nft_script()
+    )
 }
 
 #[test]
@@ -435,11 +452,17 @@ fn partial_sync_plain_endpoint_added() {
 
 #[test]
 fn partial_sync_plain_endpoint_replaced() {
-    // A pod replaced by another: the rule stays, one element changes.
+    // A pod replaced by another: the endpoints go into the slot's other key range and
+    // the pick switches to it; the old elements are deleted by the cleanup, so the
+    // transaction that matters deletes no element (the kernel's slow part).
     let prev = world(Some(plain_web()), &["10.244.1.5", "10.244.1.6"]);
     let next = evolve(&prev, Some(plain_web()), &["10.244.1.5", "10.244.1.9"]);
     let rendered = render_partial(&config(), &prev, &next);
-    assert_eq!(rendered.stats.rules_written, 0, "{}", rendered.transaction.to_nft_script());
+    let main = rendered.transaction.to_nft_script();
+    assert!(!main.contains("delete element"), "{main}");
+    assert_eq!(rendered.stats.rules_written, 1, "{main}");
+    let cleanup = rendered.cleanup.to_nft_script();
+    assert_eq!(cleanup.matches("delete element ip pier-proxy endpoints-tcp-").count(), 2, "{cleanup}");
     partial_case("partial_plain_endpoint_replaced", &prev, &next);
 }
 
@@ -453,7 +476,7 @@ fn partial_sync_plain_service_removed_keeps_shared_hairpin() {
         slice("shop", "db", "db-x", json!([{"port": 5432}]), json!([ready("10.244.3.3", "node-a")]));
     prev.upsert_service(&db_svc, [db_here]);
     let next = evolve(&prev, None, &[]);
-    let script = render_partial(&config(), &prev, &next).transaction.to_nft_script();
+    let script = partial_text(&render_partial(&config(), &prev, &next));
     assert!(
         script.contains("delete element ip pier-proxy hairpin-endpoints { 10.244.1.5 . 10.244.1.5 }"),
         "{script}"
@@ -473,12 +496,14 @@ fn partial_sync_plain_last_endpoint_removed_and_back() {
     let mut prev = world(Some(plain_web()), &["10.244.1.5"]);
     empty_db(&mut prev);
     let next = evolve(&prev, Some(plain_web()), &[]);
-    let gone = render_partial(&config(), &prev, &next).transaction.to_nft_script();
+    let gone_r = render_partial(&config(), &prev, &next);
+    let gone = partial_text(&gone_r);
     assert!(gone.contains("delete map ip pier-proxy endpoints-tcp-0"), "{gone}");
-    assert_partial_applies(&config(), &prev, &next, &gone);
-    let back = render_partial(&config(), &next, &prev).transaction.to_nft_script();
+    assert_partial_applies(&config(), &prev, &next, &gone_r);
+    let back_r = render_partial(&config(), &next, &prev);
+    let back = partial_text(&back_r);
     assert!(back.contains("add map ip pier-proxy endpoints-tcp-0"), "{back}");
-    assert_partial_applies(&config(), &next, &prev, &back);
+    assert_partial_applies(&config(), &next, &prev, &back_r);
 }
 
 #[test]
@@ -626,7 +651,7 @@ fn partial_sync_node_address_changed() {
     let mut next = prev.clone();
     next.node = moved;
     let rendered = render_partial(&cfg, &prev, &next);
-    let script = rendered.transaction.to_nft_script();
+    let script = partial_text(&rendered);
     golden("partial_node_address_changed", &script);
-    assert_partial_applies(&cfg, &prev, &next, &script);
+    assert_partial_applies(&cfg, &prev, &next, &rendered);
 }
