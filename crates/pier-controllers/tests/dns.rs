@@ -38,6 +38,19 @@ async fn endpoints(slices: &Api<EndpointSlice>) -> Result<Vec<(String, bool)>, S
         .collect())
 }
 
+/// Waits until the slice's (address, ready) pairs are `want`.
+async fn slice_becomes(slices: &Api<EndpointSlice>, what: &str, want: &[(String, bool)]) {
+    eventually(what, || async {
+        let eps = endpoints(slices).await?;
+        if eps == want {
+            Ok(())
+        } else {
+            Err(format!("{eps:?}"))
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn kube_dns_is_created_and_its_endpoints_follow_the_nodes() {
     let server = InProcess::start().await.expect("API server starts");
@@ -66,26 +79,15 @@ async fn kube_dns_is_created_and_its_endpoints_follow_the_nodes() {
 
     add_node(&nodes, "node-b", "172.30.0.11").await;
     set_ready(&nodes, "node-a", "172.30.0.10", false).await;
-    eventually("node-b added, node-a not ready", || async {
-        let eps = endpoints(&slices).await?;
-        if eps == [("172.30.0.10".to_string(), false), ("172.30.0.11".to_string(), true)] {
-            Ok(())
-        } else {
-            Err(format!("{eps:?}"))
-        }
-    })
+    slice_becomes(
+        &slices,
+        "node-b added, node-a not ready",
+        &[("172.30.0.10".to_string(), false), ("172.30.0.11".to_string(), true)],
+    )
     .await;
 
     nodes.delete("node-a", &DeleteParams::default()).await.expect("delete node-a");
-    eventually("node-a gone from the slice", || async {
-        let eps = endpoints(&slices).await?;
-        if eps == [("172.30.0.11".to_string(), true)] {
-            Ok(())
-        } else {
-            Err(format!("{eps:?}"))
-        }
-    })
-    .await;
+    slice_becomes(&slices, "node-a gone from the slice", &[("172.30.0.11".to_string(), true)]).await;
 
     // The EndpointSlice controller leaves a slice it does not manage alone, and the
     // DNS controller puts back what someone else changed.
@@ -95,14 +97,11 @@ async fn kube_dns_is_created_and_its_endpoints_follow_the_nodes() {
     controller.abort();
     let _ = controller.await;
     let again = tokio::spawn(dns::run(client.clone(), Ipv4Addr::new(10, 96, 0, 10)));
-    eventually("the slice restored by a restarted controller", || async {
-        let eps = endpoints(&slices).await?;
-        if eps == [("172.30.0.11".to_string(), true)] {
-            Ok(())
-        } else {
-            Err(format!("{eps:?}"))
-        }
-    })
+    slice_becomes(
+        &slices,
+        "the slice restored by a restarted controller",
+        &[("172.30.0.11".to_string(), true)],
+    )
     .await;
     again.abort();
 }

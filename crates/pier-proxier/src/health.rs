@@ -11,7 +11,7 @@ use hyper::StatusCode;
 use pier_proxy::{HealthCheck, ServiceName};
 use tokio::task::JoinHandle;
 
-use crate::http::{self, Reply};
+use pier_status_http::{self as http, Reply};
 
 /// What one health check port reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,6 @@
 
 pub mod announce;
 pub mod health;
-mod http;
 pub mod metrics;
 pub mod netlink;
 mod stale;
@@ -40,6 +39,7 @@ use pier_proxy::{
     build, render_full, render_partial, Existing, Ipv4Cidr, NodeInfo, ProxyModel, RenderConfig, Rendered,
     RulesetCounts, ServiceName, SyncKind, Transaction,
 };
+use pier_status_http as http;
 use tokio::sync::mpsc;
 
 pub use metrics::Metrics;
@@ -191,11 +191,8 @@ pub async fn run(
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let m = Arc::clone(&metrics);
         tasks.spawn(http::serve(listener, move |path| match path {
-            "/metrics" => http::Reply {
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                ..http::Reply::text(StatusCode::OK, m.render())
-            },
-            _ => http::Reply::text(StatusCode::NOT_FOUND, "404 page not found\n"),
+            "/metrics" => http::Reply::metrics(m.render()),
+            _ => http::Reply::not_found(),
         }));
     }
     let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -209,7 +206,7 @@ pub async fn run(
                 http::Reply::text(StatusCode::OK, "ok")
             }
             "/healthz" | "/livez" => http::Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not synced yet"),
-            _ => http::Reply::text(StatusCode::NOT_FOUND, "404 page not found\n"),
+            _ => http::Reply::not_found(),
         }));
     }
     services.wait_until_ready().await.context("listing services")?;

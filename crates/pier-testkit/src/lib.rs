@@ -72,18 +72,22 @@ impl Cluster {
     /// Starts a cluster with `nodes` real nodes (root: namespaces, bridge), on an
     /// underlay and cluster name no other running cluster uses.
     pub fn start_with_nodes(bin: &Path, nodes: u32) -> anyhow::Result<Cluster> {
+        Self::start_with_nodes_and(bin, nodes, |_| Vec::new())
+    }
+
+    /// [`Cluster::start_with_nodes`] with more `pier up` arguments, chosen knowing the
+    /// underlay (e.g. `172.30.5.0/24`; the host's bridge holds its first address).
+    pub fn start_with_nodes_and(
+        bin: &Path,
+        nodes: u32,
+        more: impl FnOnce(&str) -> Vec<String>,
+    ) -> anyhow::Result<Cluster> {
         let (name, underlay) = pick_underlay();
-        Self::start_with(
-            bin,
-            vec![
-                "--nodes".into(),
-                nodes.to_string(),
-                "--cluster-name".into(),
-                name,
-                "--underlay".into(),
-                underlay,
-            ],
-        )
+        let mut args =
+            vec!["--nodes".into(), nodes.to_string(), "--cluster-name".into(), name, "--underlay".into()];
+        args.extend(more(&underlay));
+        args.insert(5, underlay);
+        Self::start_with(bin, args)
     }
 
     fn start_with(bin: &Path, up_args: Vec<String>) -> anyhow::Result<Cluster> {

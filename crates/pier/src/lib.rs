@@ -60,6 +60,11 @@ struct NodeArgs {
     cluster_dns: std::net::Ipv4Addr,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Where the node's DNS server forwards names outside the cluster: `resolv.conf`
+    /// (the nameservers of /etc/resolv.conf), `none`, or addresses (`IP` or
+    /// `IP:PORT`), comma-separated.
+    #[arg(long, default_value = "resolv.conf")]
+    dns_upstream: String,
     /// Host paths hidden inside pods.
     #[arg(long)]
     mask: Vec<PathBuf>,
@@ -112,6 +117,10 @@ struct UpArgs {
     /// quarter of a bigger one), `none` leaves LoadBalancer Services pending.
     #[arg(long, default_value = "auto")]
     lb_range: String,
+    /// Where the nodes' DNS servers forward names outside the cluster: `resolv.conf`
+    /// (the host's), `none`, or addresses (`IP` or `IP:PORT`), comma-separated.
+    #[arg(long, default_value = "resolv.conf")]
+    dns_upstream: String,
 }
 
 /// Runs the command line and turns its outcome into an exit code.
@@ -287,6 +296,7 @@ fn start_nodes(
             cluster_cidr: args.pod_cidr.clone(),
             service_cidr: args.service_cidr.clone(),
             underlay: net.underlay.addr.network().to_string(),
+            dns_upstream: args.dns_upstream.clone(),
         };
         children.push(nodes::spawn_node(&launch)?);
     }
@@ -353,12 +363,53 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let proxier = tokio::spawn(supervise_proxier(proxy_client, proxy));
+    let dns_config = pier_dns_server::DnsConfig {
+        listen: vec![std::net::SocketAddr::from((config.node_ip, pier_dns_server::DNS_PORT))],
+        upstreams: dns_upstreams(&args.dns_upstream)?,
+        index: pier_dns::Config {
+            zone: config.cluster_domain.clone(),
+            nameservers: vec![std::net::IpAddr::V4(config.cluster_dns)],
+            ..pier_dns::Config::default()
+        },
+        metrics: Some(std::net::SocketAddr::from((config.node_ip, pier_dns_server::METRICS_PORT))),
+        ..pier_dns_server::DnsConfig::default()
+    };
+    let dns_client =
+        client_from_kubeconfig(&kubeconfig, concat!("pier-dns/", env!("CARGO_PKG_VERSION"))).await?;
+    let dns = tokio::spawn(async move {
+        if let Err(e) = pier_dns_server::run(dns_client, dns_config).await {
+            tracing::error!(error = format!("{e:#}"), "the cluster DNS server stopped");
+        }
+    });
     let result = pier_node::run(client, config, async {
         let _ = wait_for_signal().await;
     })
     .await;
     proxier.abort();
+    dns.abort();
     result
+}
+
+/// `--dns-upstream`: `resolv.conf`, `none`, or comma-separated `IP[:PORT]`s.
+fn dns_upstreams(spec: &str) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    match spec.trim() {
+        "none" | "" => Ok(Vec::new()),
+        "resolv.conf" => {
+            Ok(pier_dns_server::upstreams_from_resolv_conf("/etc/resolv.conf").unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no upstream DNS servers: names outside the cluster will fail");
+                Vec::new()
+            }))
+        }
+        list => list
+            .split(',')
+            .map(|one| {
+                let one = one.trim();
+                one.parse::<std::net::SocketAddr>()
+                    .or_else(|_| one.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                    .map_err(|_| anyhow::anyhow!("--dns-upstream {one}: not an IP or IP:PORT"))
+            })
+            .collect(),
+    }
 }
 
 /// Runs the node's service proxy, and runs it anew on SIGHUP, as restarting

@@ -164,6 +164,8 @@ pub struct NodeLaunch {
     pub service_cidr: String,
     /// The underlay network, e.g. `172.30.0.0/24`.
     pub underlay: String,
+    /// The DNS servers' upstreams (`--dns-upstream`).
+    pub dns_upstream: String,
 }
 
 /// The default LoadBalancer pool: `.200-.250` of a /24 underlay, the last quarter of a
@@ -231,7 +233,9 @@ pub fn spawn_node(launch: &NodeLaunch) -> anyhow::Result<tokio::process::Child> 
         .arg("--service-cidr")
         .arg(&launch.service_cidr)
         .arg("--underlay")
-        .arg(&launch.underlay);
+        .arg(&launch.underlay)
+        .arg("--dns-upstream")
+        .arg(&launch.dns_upstream);
     pier_sandbox::node::prepare_node_command(&n.netns, &mut cmd).context("preparing the node process")?;
     tokio::process::Command::from(cmd).kill_on_drop(true).spawn().context("starting the node process")
 }

@@ -611,6 +611,53 @@ fn upstream_records_are_copied_with_names_decompressed() {
 }
 
 #[test]
+fn upstream_sections_and_question_are_read() {
+    let mut upstream = Message::new(7, MessageType::Response, OpCode::Query);
+    upstream.add_query(HQuery::query(HName::from_ascii("Nope.Example.com.").unwrap(), T::AAAA));
+    upstream.add_answer(Record::from_rdata(
+        HName::from_ascii("nope.example.com.").unwrap(),
+        30,
+        RData::CNAME(CNAME(HName::from_ascii("x.example.com.").unwrap())),
+    ));
+    upstream.add_authority(Record::from_rdata(
+        HName::from_ascii("example.com.").unwrap(),
+        300,
+        RData::SOA(SOA::new(
+            HName::from_ascii("ns.example.com.").unwrap(),
+            HName::from_ascii("admin.example.com.").unwrap(),
+            7,
+            1,
+            2,
+            3,
+            60,
+        )),
+    ));
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_max_payload(1232);
+    upstream.set_edns(edns);
+    let bytes = upstream.to_vec().unwrap();
+    let reply = UpstreamResponse::parse(&bytes).unwrap();
+    let (qname, qtype, qclass) = reply.question().unwrap();
+    assert!(qname.as_name().eq_ignore_case(name("nope.example.com.").as_name()));
+    assert_eq!((qtype, qclass), (RecordType::AAAA, Class::IN));
+    assert_eq!(reply.answers().count(), 1);
+    let authority: Vec<_> = reply.authority().map(|r| r.unwrap()).collect();
+    assert_eq!(authority.len(), 1);
+    assert_eq!(authority[0].rtype, RecordType::SOA);
+    let RecordData::Soa { fixed, .. } = authority[0].data else { panic!("an SOA") };
+    assert_eq!(fixed[16..], [0, 0, 0, 60]);
+    let additional: Vec<_> = reply.additional().map(|r| r.unwrap()).collect();
+    assert_eq!(additional.len(), 1);
+    assert_eq!(additional[0].rtype, RecordType::OPT);
+
+    // A broken answer section: the later sections yield one error.
+    let reply = UpstreamResponse::parse(&bytes[..40]).unwrap();
+    assert!(matches!(reply.authority().next(), Some(Err(_))));
+    assert_eq!(reply.authority().count(), 1);
+    assert_eq!(reply.additional().count(), 1);
+}
+
+#[test]
 fn rcode_bits() {
     assert_eq!(Rcode::BADVERS.low_bits(), 0);
     assert_eq!(Rcode::BADVERS.high_bits(), 1);

@@ -15,7 +15,10 @@ pub struct UpstreamError(pub ParseErrorKind);
 pub struct UpstreamResponse<'a> {
     msg: &'a [u8],
     header: Header,
+    qdcount: u16,
     ancount: u16,
+    nscount: u16,
+    arcount: u16,
     answers_start: usize,
 }
 
@@ -30,8 +33,8 @@ impl<'a> UpstreamResponse<'a> {
         if !header.response {
             return Err(UpstreamError(ParseErrorKind::NotAQuery));
         }
-        let qdcount = u16::from_be_bytes([msg[4], msg[5]]);
-        let ancount = u16::from_be_bytes([msg[6], msg[7]]);
+        let count = |i: usize| u16::from_be_bytes([msg[4 + 2 * i], msg[5 + 2 * i]]);
+        let (qdcount, ancount, nscount, arcount) = (count(0), count(1), count(2), count(3));
         let mut pos = HEADER_LEN;
         for _ in 0..qdcount {
             pos = skip_name(msg, pos).map_err(UpstreamError)? + 4;
@@ -39,7 +42,22 @@ impl<'a> UpstreamResponse<'a> {
                 return Err(UpstreamError(ParseErrorKind::Truncated));
             }
         }
-        Ok(UpstreamResponse { msg, header, ancount, answers_start: pos })
+        Ok(UpstreamResponse { msg, header, qdcount, ancount, nscount, arcount, answers_start: pos })
+    }
+
+    /// The question, when there is exactly one (what a forwarder checks its reply
+    /// against, with the id).
+    pub fn question(&self) -> Option<(NameBuf, RecordType, Class)> {
+        if self.qdcount != 1 {
+            return None;
+        }
+        let (name, pos) = read_name(self.msg, HEADER_LEN).ok()?;
+        let fixed = self.msg.get(pos..pos + 4)?;
+        Some((
+            name,
+            RecordType(u16::from_be_bytes([fixed[0], fixed[1]])),
+            Class(u16::from_be_bytes([fixed[2], fixed[3]])),
+        ))
     }
 
     /// The header.
@@ -50,6 +68,32 @@ impl<'a> UpstreamResponse<'a> {
     /// The records of the answer section, in order.
     pub fn answers(&self) -> UpstreamRecords<'a> {
         UpstreamRecords { msg: self.msg, pos: self.answers_start, left: self.ancount }
+    }
+
+    /// The records of the authority section (the SOA of a negative answer, RFC
+    /// 2308 §3). Finding them reads past the answer section; a malformed record
+    /// there yields one error.
+    pub fn authority(&self) -> UpstreamRecords<'a> {
+        self.section(u32::from(self.ancount), self.nscount)
+    }
+
+    /// The records of the additional section, the OPT record included (callers
+    /// skip [`RecordType::OPT`]).
+    pub fn additional(&self) -> UpstreamRecords<'a> {
+        self.section(u32::from(self.ancount) + u32::from(self.nscount), self.arcount)
+    }
+
+    /// The `count` records after the first `skip` records.
+    fn section(&self, skip: u32, count: u16) -> UpstreamRecords<'a> {
+        let mut pos = self.answers_start;
+        for _ in 0..skip {
+            match read_rr_header(self.msg, pos) {
+                Ok(rr) => pos = rr.end,
+                // Reading at the end fails with `Truncated`: one error, then nothing.
+                Err(_) => return UpstreamRecords { msg: self.msg, pos: self.msg.len(), left: count.min(1) },
+            }
+        }
+        UpstreamRecords { msg: self.msg, pos, left: count }
     }
 }
 
