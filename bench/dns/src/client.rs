@@ -14,8 +14,9 @@
 //! socket, both on `CLOCK_REALTIME`), so time the reply waited for this client to
 //! read it is not counted: on a shared core, a client can be kept off the CPU for
 //! milliseconds (dnsperf's sender and receiver threads also take turns on the one
-//! client core). The latency as read is summarized too (`read_*`), and how late the
-//! latest send was against its schedule (`max_lag_us`).
+//! client core). The latency as read is summarized too (`read_*`), and how often
+//! the client itself was kept from sending on time (`stalls`; the schedule then
+//! moves on rather than bursting).
 
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};

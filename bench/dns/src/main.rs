@@ -420,7 +420,7 @@ fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     let layout = Layout { services: settings.services, namespaces: settings.namespaces };
     println!(
         "dns benchmark (issue 6): {} ClusterIP Services in {} namespaces (port {}/{PORT}, 2 endpoints each); \
-         servers pinned to CPU {} (taskset), dnsperf to CPU {}; files in {}",
+         servers pinned to CPU {} (taskset), load clients to CPU {}; files in {}",
         layout.services,
         layout.namespaces,
         objects::PORT_NAME,
