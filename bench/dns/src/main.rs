@@ -67,6 +67,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use pier_bench_support::{median, Summary};
 use serde::Serialize;
 
 use objects::{Layout, XorShift, PORT};
@@ -201,36 +202,6 @@ struct Machine {
     date_utc: String,
     load_at_start: String,
     load_at_end: String,
-}
-
-/// Nearest-rank percentiles; the unit is in the field name that holds it.
-#[derive(Debug, Clone, Serialize)]
-struct Summary {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-    mean: f64,
-}
-
-impl Summary {
-    fn of(values: &[f64]) -> anyhow::Result<Summary> {
-        if values.is_empty() {
-            bail!("no samples");
-        }
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Ok(Summary {
-            n: v.len(),
-            p50: rank(0.50),
-            p99: rank(0.99),
-            p999: rank(0.999),
-            max: v[v.len() - 1],
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-        })
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -768,7 +739,7 @@ fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     for g in &goals {
         println!("  [{}] {}: {} (goal {})", if g.pass { "PASS" } else { "MISS" }, g.name, g.measured, g.goal);
     }
-    machine.load_at_end = procs::loadavg();
+    machine.load_at_end = pier_bench_support::loadavg();
     println!("load at end {}", machine.load_at_end);
     let all_pass = goals.iter().all(|g| g.pass);
     let report = Report { machine, settings, memory, peak, latency, creation, goals, all_pass };
@@ -964,20 +935,6 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
-
 fn machine(settings: &Settings) -> Machine {
     let unbound = settings
         .unbound_bin
@@ -987,12 +944,12 @@ fn machine(settings: &Settings) -> Machine {
         .unwrap_or_else(|| "version unknown".into());
     Machine {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model: procs::cpu_model(),
+        cpu_model: pier_bench_support::cpu_model(),
         kernel: procs::kernel(),
         unbound: unbound.map(|v| format!("unbound {v}")),
         dnsperf: format!("dnsperf {dnsperf}"),
         date_utc: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        load_at_start: procs::loadavg(),
+        load_at_start: pier_bench_support::loadavg(),
         load_at_end: String::new(),
     }
 }

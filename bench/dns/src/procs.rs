@@ -225,21 +225,9 @@ pub fn ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
-pub fn loadavg() -> String {
-    read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
 /// The one-minute load average.
 pub fn load1() -> f64 {
     read("/proc/loadavg").split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
-}
-
-pub fn cpu_model() -> String {
-    read("/proc/cpuinfo")
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or_else(|| "unknown CPU".to_string(), |(_, m)| m.trim().to_string())
 }
 
 pub fn kernel() -> String {

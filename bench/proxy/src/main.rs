@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use pier_bench_support::{cpu_model, loadavg, median, Summary};
 use pier_nft::Family;
 use pier_proxy::{build, render_partial, ProxyModel, RenderConfig};
 use serde::Serialize;
@@ -150,42 +151,6 @@ struct Machine {
     date_utc: String,
     load_at_start: String,
     load_at_end: String,
-}
-
-/// Nearest-rank percentiles; the unit is in the field name that holds it.
-#[derive(Debug, Clone, Serialize)]
-struct Summary {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-}
-
-impl Summary {
-    fn of(values: &[f64]) -> anyhow::Result<Summary> {
-        if values.is_empty() {
-            bail!("no samples");
-        }
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Ok(Summary {
-            n: v.len(),
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: v[v.len() - 1],
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-        })
-    }
-
-    fn us(&self) -> String {
-        format!("p50 {:.0} µs, p99 {:.0} µs (max {:.0})", self.p50, self.p99, self.max)
-    }
-
-    fn ms(&self) -> String {
-        format!("p50 {:.1} ms, p99 {:.1} ms (max {:.1})", self.p50, self.p99, self.max)
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -497,20 +462,6 @@ fn start_haproxy(node: &Node, bin: &Path, prefix: &str) -> anyhow::Result<()> {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
     }
 }
 
@@ -962,10 +913,6 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn loadavg() -> String {
-    read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
 /// The first line a program prints for `args`, if it runs.
 fn version(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).stdin(Stdio::null()).output().ok()?;
@@ -974,11 +921,7 @@ fn version(program: &str, args: &[&str]) -> Option<String> {
 }
 
 fn machine(settings: &Settings) -> Machine {
-    let cpu_model = read("/proc/cpuinfo")
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or_else(|| "unknown CPU".to_string(), |(_, m)| m.trim().to_string());
+    let cpu_model = cpu_model();
     let nft = if Path::new("/usr/sbin/nft").exists() { "/usr/sbin/nft" } else { "nft" };
     Machine {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
