@@ -131,6 +131,30 @@ struct Stages {
     node_status_to_ready: Option<Summary>,
 }
 
+/// CPU time spent while the pods started (first create sent -> last pod Ready), in ms
+/// of one core: where the work is, since the burst keeps both cores busy.
+#[derive(Debug, Clone, Serialize)]
+struct BurstCpu {
+    /// `pier up`: the API server, the controllers and the scheduler.
+    server_ms: f64,
+    /// The node agent (`pier node`), including its proxy and DNS server, and forked
+    /// children until they exec.
+    agent_ms: f64,
+    /// The pods' processes (all their CPU, since they started in the burst).
+    pods_ms: f64,
+    /// Every CPU's busy time, whoever used it (the benchmark, kernel threads too).
+    machine_ms: f64,
+}
+
+impl BurstCpu {
+    fn text(&self) -> String {
+        format!(
+            "server {:.0} ms, agent {:.0} ms, pods {:.0} ms, whole machine {:.0} ms",
+            self.server_ms, self.agent_ms, self.pods_ms, self.machine_ms
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct RunResult {
     /// Create request sent -> Running and Ready, per pod.
@@ -140,6 +164,8 @@ struct RunResult {
     all_ready_ms: f64,
     /// First create sent -> last create answered.
     creates_done_ms: f64,
+    /// CPU used from the first create to the last pod Ready.
+    burst_cpu: BurstCpu,
     agent_rss_before_kib: u64,
     agent_rss_with_pods_kib: u64,
     agent_idle_cpu_percent: f64,
@@ -260,10 +286,13 @@ async fn bench_image(settings: &Settings, image: &str) -> anyhow::Result<ImageRe
         node_ready.elapsed().as_secs_f64()
     );
     let agent_rss_idle_kib = procfs::rss_kib(agent)?;
+    let server = cluster.pid().context("the cluster's `pier up` process has no PID")?;
     let mut runs = Vec::new();
     for run in 1..=settings.runs {
         let ns = format!("bench-node-{}-{run}", std::process::id());
-        let r = run_once(&client, settings, image, &ns, agent).await.with_context(|| format!("run {run}"))?;
+        let r = run_once(&client, settings, image, &ns, Pids { server, agent })
+            .await
+            .with_context(|| format!("run {run}"))?;
         println!(
             "  run {run}: ready {}; all {} ready in {:.3} s (creates answered in {:.3} s)",
             Summary::text(&r.ready),
@@ -277,6 +306,7 @@ async fn bench_image(settings: &Settings, image: &str) -> anyhow::Result<ImageRe
             Summary::text(&r.stages.bound_to_node_status),
             Summary::text(&r.stages.node_status_to_ready)
         );
+        println!("         CPU while starting: {}", r.burst_cpu.text());
         println!(
             "         agent RSS {:.1} -> {:.1} MiB; idle CPU agent {:.2} %, pods {:.2} % of one core; {} pod \
              processes RSS {:.1} MiB (PSS {:.1} MiB); cleanup {:.2} s",
@@ -381,12 +411,19 @@ fn pod_manifest(name: &str, image: &str) -> anyhow::Result<Pod> {
 
 /// One run in namespace `ns`: the timed creates, the memory and idle CPU with all
 /// pods running, then the cleanup.
+/// The processes whose CPU a run accounts for.
+#[derive(Debug, Clone, Copy)]
+struct Pids {
+    server: u32,
+    agent: u32,
+}
+
 async fn run_once(
     client: &Client,
     settings: &Settings,
     image: &str,
     ns: &str,
-    agent: u32,
+    Pids { server, agent }: Pids,
 ) -> anyhow::Result<RunResult> {
     let timeout = Duration::from_secs(settings.timeout_s);
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -420,6 +457,10 @@ async fn run_once(
     }
 
     let agent_rss_before_kib = procfs::rss_kib(agent)?;
+    let ticks =
+        |pid: u32| procfs::cpu_ticks(pid).with_context(|| format!("reading the CPU time of PID {pid}"));
+    let (server_ticks_0, agent_ticks_0) = (ticks(server)?, ticks(agent)?);
+    let machine_ticks_0 = procfs::machine_busy_ticks().context("reading /proc/stat")?;
     let start = Instant::now();
     let creator = {
         let pods = pods.clone();
@@ -487,6 +528,16 @@ async fn run_once(
             }
         }
     }
+    let (server_ticks_1, agent_ticks_1) = (ticks(server)?, ticks(agent)?);
+    let machine_ticks_1 = procfs::machine_busy_ticks().context("reading /proc/stat")?;
+    let pods_ticks: u64 = procfs::descendants(agent).into_iter().filter_map(procfs::cpu_ticks).sum();
+    let tick_ms = 1000.0 / procfs::clock_ticks_per_s();
+    let burst_cpu = BurstCpu {
+        server_ms: server_ticks_1.saturating_sub(server_ticks_0) as f64 * tick_ms,
+        agent_ms: agent_ticks_1.saturating_sub(agent_ticks_0) as f64 * tick_ms,
+        pods_ms: pods_ticks as f64 * tick_ms,
+        machine_ms: machine_ticks_1.saturating_sub(machine_ticks_0) as f64 * tick_ms,
+    };
     let last_ready = times.values().filter_map(|t| t.ready).max().unwrap_or(start);
     let all_ready = last_ready.duration_since(start);
 
@@ -526,6 +577,7 @@ async fn run_once(
         },
         all_ready_ms: all_ready.as_secs_f64() * 1000.0,
         creates_done_ms: creates_done.as_secs_f64() * 1000.0,
+        burst_cpu,
         agent_rss_before_kib,
         agent_rss_with_pods_kib,
         agent_idle_cpu_percent: idle.agent_percent,

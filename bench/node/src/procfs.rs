@@ -109,6 +109,17 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time all CPUs spent busy (user, nice, system, irq, softirq, steal), in clock
+/// ticks, from the first line of `/proc/stat`.
+pub fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
+    Some(busy)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when that fails).
 pub fn clock_ticks_per_s() -> f64 {
     std::process::Command::new("getconf")

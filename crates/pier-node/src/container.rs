@@ -3,12 +3,11 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use k8s_openapi::jiff::Timestamp;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use pier_sandbox::{spawn_tokio, ContainerCommand, SandboxSpec, SpawnError};
+use pier_sandbox::{spawn, ContainerCommand, SandboxSpec, SpawnError, Stdio};
 use tokio::sync::{mpsc, watch};
 
 use crate::sandbox::Sandbox;
@@ -121,20 +120,29 @@ pub fn start<K: Clone + Send + 'static>(
     cmd.stdin = Stdio::null();
     // Starting waits for the child's exec (the sandbox steps run before it), so it
     // runs off the async workers.
-    let spawned = tokio::task::block_in_place(|| spawn_tokio(&spec, cmd));
+    let spawned = tokio::task::block_in_place(|| spawn(&spec, cmd));
     let mut child = spawned.map_err(|e| fail(start_error_message(&e)))?;
-    let pid = child.id().unwrap_or(0);
+    let pid = child.id();
     let writer = pier_logs::LogWriter::create(log_path)
         .map_err(|e| fail(format!("opening {}: {e}", log_path.display())))?;
     let follower = writer.follower();
-    let stdout = child.stdout.take().map(|s| Box::new(s) as pier_logs::Source);
-    let stderr = child.stderr.take().map(|s| Box::new(s) as pier_logs::Source);
+    let source = |pipe: Option<std::fs::File>| -> Option<pier_logs::Source> {
+        match tokio::net::unix::pipe::Receiver::from_file(pipe?) {
+            Ok(r) => Some(Box::new(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a container's output pipe");
+                None
+            }
+        }
+    };
+    let stdout = source(child.stdout.take());
+    let stderr = source(child.stderr.take());
     // Copy from the start: a full pipe would block the container.
     let copying = tokio::spawn(writer.capture(stdout, stderr));
     let (tx, rx) = watch::channel(None);
     let cid = id.clone();
     tokio::spawn(async move {
-        let status = child.wait().await;
+        let status = child.wait_async().await;
         // As when a container's init ends: what it left running goes with it. The
         // group cannot have been reused yet: its leader was reaped only just now and
         // the group lives on while members remain.

@@ -1,6 +1,6 @@
 //! Running a command inside a running container for exec probes and lifecycle hooks.
 
-use std::process::Stdio;
+use pier_sandbox::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;

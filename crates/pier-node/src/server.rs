@@ -280,9 +280,9 @@ async fn run_exec(
         track(&shared, child_pid, false).await;
         return outcome(status);
     }
-    cmd.stdin = if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() };
-    cmd.stdout = if stdout.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() };
-    cmd.stderr = if stderr.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() };
+    cmd.stdin = if stdin.is_some() { pier_sandbox::Stdio::piped() } else { pier_sandbox::Stdio::null() };
+    cmd.stdout = if stdout.is_some() { pier_sandbox::Stdio::piped() } else { pier_sandbox::Stdio::null() };
+    cmd.stderr = if stderr.is_some() { pier_sandbox::Stdio::piped() } else { pier_sandbox::Stdio::null() };
     let mut child = match pier_sandbox::join::spawn_in_tokio(pid, cmd) {
         Ok(c) => c,
         Err(e) => return ExecOutcome::Error(exec_error(&id, &e)),

@@ -145,7 +145,7 @@ fn run_step(step: &Step) -> Result<(), Errno> {
 
 /// What the child's standard streams are.
 enum ExecStdio {
-    Pipes { stdin: Stdio, stdout: Stdio, stderr: Stdio },
+    Pipes { stdin: crate::spawn::Stdio, stdout: crate::spawn::Stdio, stderr: crate::spawn::Stdio },
     Tty(OwnedFd),
 }
 
@@ -259,7 +259,7 @@ fn start<T>(
     command.args(&argv[1..]).env_clear().env("PATH", DEFAULT_PATH).envs(env);
     match stdio {
         ExecStdio::Pipes { stdin, stdout, stderr } => {
-            command.stdin(stdin).stdout(stdout).stderr(stderr);
+            command.stdin(stdin.into_std()).stdout(stdout.into_std()).stderr(stderr.into_std());
         }
         ExecStdio::Tty(slave) => {
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(ExecError::PtyRegister);

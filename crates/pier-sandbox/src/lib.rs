@@ -35,7 +35,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // relaxed only in `spawn` and `join` (pre_exec hooks) and `pty` (ioctls)
+#![deny(unsafe_code)] // relaxed only in `spawn`, `vfork` and `join` (child set-up before exec) and `pty` (ioctls)
 
 pub mod apply;
 pub mod dns;
@@ -48,6 +48,7 @@ pub mod plan;
 pub mod pty;
 pub mod rootfs;
 pub mod spawn;
+mod vfork;
 
 pub use apply::{
     apply_plan, apply_teardown, ApplyError, NetApplier, OpError, RecordingApplier, TeardownError,
@@ -60,4 +61,4 @@ pub use netlink::NetlinkApplier;
 pub use plan::{NetOp, Netns, NodeNetwork, PlanError, PodNetwork, Underlay};
 pub use pty::{Pty, PtyError, PtyResizer, WinSize};
 pub use rootfs::{GeneratedFiles, MountOp, RootfsError, RootfsPlan};
-pub use spawn::{spawn, spawn_tokio, ContainerCommand, SandboxSpec, SpawnError};
+pub use spawn::{spawn, ContainerCommand, SandboxChild, SandboxSpec, SpawnError, Stdio};

@@ -1,33 +1,38 @@
 //! Starting a process inside a pod sandbox.
 //!
-//! The child is made with `std::process::Command` plus a `pre_exec` hook. Between
-//! `fork` and `exec` of a multi-threaded parent (the node agent runs tokio) only
-//! async-signal-safe calls are allowed: no allocation, no locks. So everything the
-//! hook needs (C strings, flags, the namespace fd, an error pipe) is prepared before
-//! `fork`, and the hook itself is a loop of raw system calls through `nix` with
-//! `&CStr` arguments, which do not allocate.
+//! The child is started like `posix_spawn` starts one (`clone` with `CLONE_VM |
+//! CLONE_VFORK`, see the `vfork` module): it shares the agent's memory until `exec`,
+//! so only async-signal-safe system calls are allowed in it: no allocation, no locks.
+//! Everything it needs (C strings, flags, the namespace fd, the paths to try) is
+//! prepared before, and the steps are plain system calls through `nix` with `&CStr`
+//! arguments, which do not allocate.
 //!
 //! A re-exec of the binary with a hidden subcommand would lift that restriction, but
 //! it needs the caller's binary to route the subcommand (and test harness binaries
 //! cannot), a serialized spec on the command line, and an extra `exec` per container;
-//! the sandbox steps here are all plain system calls, so `pre_exec` is enough.
+//! the sandbox steps here are all plain system calls, so running them in the child is
+//! enough.
 //!
-//! In the child, in order: `setns` into the pod's network namespace; `unshare` a new
-//! mount, UTS and IPC namespace; set the hostname; the plan's
-//! [`RootfsPlan::container_mounts`] (`/` made private, generated files bound, `/proc`,
-//! `/sys`, `/dev`, masks, `pivot_root`); `chdir` to the working directory; `exec`.
-//! When a step fails, the child writes the step's index to a pipe before `exec`
-//! fails, so [`SpawnError::Step`] names the step, not just an errno.
+//! In the child, in order: the standard streams; `setsid`; `setns` into the pod's
+//! network namespace; `unshare` a new mount, UTS and IPC namespace; set the hostname;
+//! the plan's [`RootfsPlan::container_mounts`] (`/` made private, generated files
+//! bound, `/proc`, `/sys`, `/dev`, masks, `pivot_root`); `chdir` to the working
+//! directory; `exec`, searching `PATH` inside the new root. When a step fails, the
+//! child records the step before it exits, so [`SpawnError::Step`] names the step,
+//! not just an errno.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::ExitStatus;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag, AT_FDCWD};
@@ -39,6 +44,7 @@ use nix::unistd::{chdir, mkdir, pipe2, pivot_root, sethostname, symlinkat, write
 use crate::names::NetnsName;
 use crate::netlink::netns_path;
 use crate::rootfs::{MountOp, RootfsPlan};
+use crate::vfork;
 
 /// The `PATH` a container gets unless its env sets one (the OCI runtimes' default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -113,8 +119,8 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
-    /// Creating the error pipe failed.
-    #[error("create error pipe")]
+    /// Creating a pipe or opening `/dev/null` for the standard streams failed.
+    #[error("set up standard streams")]
     Pipe(#[source] io::Error),
     /// A sandbox step in the child failed.
     #[error("sandbox step `{step}` failed")]
@@ -125,7 +131,7 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
-    /// `fork` or `exec` failed (e.g. the program does not exist in the sandbox).
+    /// `clone` or `exec` failed (e.g. the program does not exist in the sandbox).
     #[error("start {program}")]
     Exec {
         /// The program.
@@ -260,33 +266,20 @@ fn run_step(step: &Step, netns: &OwnedFd, hostname: &OsStr) -> Result<(), Errno>
     }
 }
 
-/// Starts `cmd` inside the sandbox and returns the child (its PID is `child.id()`).
+/// Starts `cmd` inside the sandbox and returns the child once it has exec'd.
 ///
-/// The caller owns the child: it must wait for it (or kill it by this PID) and tear
-/// the sandbox down afterwards. The process is not in a new PID namespace, so it
-/// sees the node's processes in `/proc`.
+/// The child is made as `posix_spawn` makes one (see `vfork`): nothing of the
+/// caller's memory is copied, which matters in a large, busy node agent.
+///
+/// The caller owns the child: it must wait for it (or kill it) and tear the sandbox
+/// down afterwards. The process is not in a new PID namespace, so it sees the node's
+/// processes in `/proc`.
 ///
 /// # Errors
 ///
 /// [`SpawnError::Step`] names the sandbox step that failed; [`SpawnError::Exec`] is
 /// a failed `exec` (program missing inside the root, not executable).
-pub fn spawn(spec: &SandboxSpec, cmd: ContainerCommand) -> Result<Child, SpawnError> {
-    spawn_with(spec, cmd, |mut command| command.spawn())
-}
-
-/// [`spawn`], with the child made by tokio so the caller can await its exit and read
-/// its pipes asynchronously. Must be called inside a tokio runtime.
-pub fn spawn_tokio(spec: &SandboxSpec, cmd: ContainerCommand) -> Result<tokio::process::Child, SpawnError> {
-    spawn_with(spec, cmd, |command| tokio::process::Command::from(command).spawn())
-}
-
-/// Prepares the command and hands it to `start`, which must spawn it and drop it (and
-/// with it the hook's copy of the error pipe) before returning.
-fn spawn_with<T>(
-    spec: &SandboxSpec,
-    cmd: ContainerCommand,
-    start: impl FnOnce(Command) -> io::Result<T>,
-) -> Result<T, SpawnError> {
+pub fn spawn(spec: &SandboxSpec, cmd: ContainerCommand) -> Result<SandboxChild, SpawnError> {
     let Some(program) = cmd.argv.first().cloned() else {
         return Err(SpawnError::EmptyCommand);
     };
@@ -298,39 +291,233 @@ fn spawn_with<T>(
     let netns: OwnedFd =
         File::open(&path).map_err(|source| SpawnError::Netns { path: path.clone(), source })?.into();
     let hostname = std::ffi::OsString::from(&spec.hostname);
-    let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
 
-    let mut command = Command::new(&program);
-    command
-        .args(&cmd.argv[1..])
-        .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .env("HOSTNAME", &spec.hostname)
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .stdin(cmd.stdin)
-        .stdout(cmd.stdout)
-        .stderr(cmd.stderr);
-    // The working directory is set by the last step, after pivot_root: std's own
-    // `current_dir` would be applied before the hook, against the host's root.
-    let hook = move || run_steps(&steps, &err_write, |step| run_step(step, &netns, &hostname));
-    // SAFETY: the hook runs in the forked child before exec. It only makes system
-    // calls (setns, unshare, sethostname, mount, mkdir, open, symlinkat, pivot_root,
-    // umount2, chdir, write) on values prepared before fork, borrows them without
-    // allocating, takes no locks and touches no shared state, so it is
-    // async-signal-safe as the fork-in-a-threaded-process rules require.
-    unsafe {
-        command.pre_exec(hook);
+    // The environment as exec sees it: PATH and HOSTNAME first, so the pod's own
+    // variables override them; the last value of a name wins, as with std's Command.
+    let mut env: Vec<(String, String)> =
+        vec![("PATH".to_string(), DEFAULT_PATH.to_string()), ("HOSTNAME".to_string(), spec.hostname.clone())];
+    for (k, v) in cmd.env {
+        match env.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => env.push((k, v)),
+        }
     }
-    // `start` consumes the command: that drops the hook, and with it the parent's copy
-    // of the pipe's write end, so the read below sees EOF once the child has exec'd or
-    // exited.
-    let spawned = start(command);
-    match spawned {
-        Ok(child) => Ok(child),
-        Err(source) => match failed_step(err_read, &names) {
-            Some(step) => Err(SpawnError::Step { step, source }),
-            None => Err(SpawnError::Exec { program, source }),
-        },
+    let search_path = env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let candidates = vfork::candidates(&program, search_path)
+        .into_iter()
+        .map(|c| cstr(OsStr::new(&c)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let argv = cmd.argv.iter().map(|a| cstr(OsStr::new(a))).collect::<Result<Vec<_>, _>>()?;
+    let envp =
+        env.iter().map(|(k, v)| cstr(OsStr::new(&format!("{k}={v}")))).collect::<Result<Vec<_>, _>>()?;
+
+    let (stdin, stdin_parent) = cmd.stdin.into_child(true).map_err(SpawnError::Pipe)?;
+    let (stdout, stdout_parent) = cmd.stdout.into_child(false).map_err(SpawnError::Pipe)?;
+    let (stderr, stderr_parent) = cmd.stderr.into_child(false).map_err(SpawnError::Pipe)?;
+    let run = |step: &Step| run_step(step, &netns, &hostname);
+    let launch = vfork::Launch {
+        candidates: &candidates,
+        argv: &argv,
+        envp: &envp,
+        stdio: [vfork::raw(&stdin), vfork::raw(&stdout), vfork::raw(&stderr)],
+        steps: &steps,
+        run: &run,
+    };
+    let started =
+        vfork::launch(&launch).map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
+    // The child's ends are its own now (or it is gone): close the parent's copies so
+    // pipes see EOF when the child exits.
+    drop((stdin, stdout, stderr));
+    match started {
+        Ok(vfork::Started { pid, pidfd }) => Ok(SandboxChild {
+            pid,
+            pidfd,
+            status: None,
+            stdin: stdin_parent.map(File::from),
+            stdout: stdout_parent.map(File::from),
+            stderr: stderr_parent.map(File::from),
+        }),
+        Err(outcome) => {
+            let source = io::Error::from_raw_os_error(outcome.errno);
+            match outcome.step {
+                Some(i) if i == steps.len() => Err(SpawnError::Exec { program, source }),
+                Some(i) => {
+                    let step = names.get(i).cloned().unwrap_or_else(|| "set up standard streams".to_string());
+                    Err(SpawnError::Step { step, source })
+                }
+                None => Err(SpawnError::Exec { program, source }),
+            }
+        }
+    }
+}
+
+/// A standard stream for a sandboxed process.
+#[derive(Debug)]
+pub enum Stdio {
+    /// `/dev/null`.
+    Null,
+    /// A new pipe; the parent's end is in [`SandboxChild`]'s field.
+    Piped,
+    /// The caller's own stream.
+    Inherit,
+    /// This descriptor (a log file, a terminal).
+    Fd(OwnedFd),
+}
+
+impl Stdio {
+    /// `/dev/null`.
+    pub fn null() -> Self {
+        Stdio::Null
+    }
+
+    /// A new pipe.
+    pub fn piped() -> Self {
+        Stdio::Piped
+    }
+
+    /// The caller's own stream.
+    pub fn inherit() -> Self {
+        Stdio::Inherit
+    }
+
+    /// The child's descriptor (`None`: keep the caller's) and the parent's end of a
+    /// pipe. `input` says which way a pipe points.
+    fn into_child(self, input: bool) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+        match self {
+            Stdio::Null => {
+                let flags = if input { OFlag::O_RDONLY } else { OFlag::O_WRONLY };
+                let fd = open(c"/dev/null", flags | OFlag::O_CLOEXEC, Mode::empty())?;
+                Ok((Some(fd), None))
+            }
+            Stdio::Piped => {
+                let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+                Ok(if input { (Some(read), Some(write)) } else { (Some(write), Some(read)) })
+            }
+            Stdio::Inherit => Ok((None, None)),
+            Stdio::Fd(fd) => Ok((Some(fd), None)),
+        }
+    }
+
+    /// The same stream for `std::process::Command`.
+    pub fn into_std(self) -> std::process::Stdio {
+        match self {
+            Stdio::Null => std::process::Stdio::null(),
+            Stdio::Piped => std::process::Stdio::piped(),
+            Stdio::Inherit => std::process::Stdio::inherit(),
+            Stdio::Fd(fd) => std::process::Stdio::from(fd),
+        }
+    }
+}
+
+impl From<OwnedFd> for Stdio {
+    fn from(fd: OwnedFd) -> Self {
+        Stdio::Fd(fd)
+    }
+}
+
+impl From<File> for Stdio {
+    fn from(file: File) -> Self {
+        Stdio::Fd(file.into())
+    }
+}
+
+/// A process [`spawn`] started. Dropping it neither kills nor reaps the process.
+#[derive(Debug)]
+pub struct SandboxChild {
+    pid: i32,
+    /// Signals go through it, so a reaped PID reused by another process is never hit.
+    pidfd: OwnedFd,
+    status: Option<ExitStatus>,
+    /// The parent's end of a piped stdin.
+    pub stdin: Option<File>,
+    /// The parent's end of a piped stdout.
+    pub stdout: Option<File>,
+    /// The parent's end of a piped stderr.
+    pub stderr: Option<File>,
+}
+
+impl SandboxChild {
+    /// The process ID.
+    pub fn id(&self) -> u32 {
+        self.pid.unsigned_abs()
+    }
+
+    /// Sends SIGKILL (nothing once the process has been reaped).
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: pidfd_send_signal with a pidfd we own and no siginfo.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                nix::libc::SIGKILL,
+                std::ptr::null::<nix::libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// The exit status if the process has ended (it is reaped then), without blocking.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.reap(false)
+    }
+
+    /// Blocks until the process ends and reaps it.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.reap(true)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Waits for the process to end without blocking the runtime (its pidfd becomes
+    /// readable then), and reaps it. Must be called within a tokio runtime.
+    pub async fn wait_async(&mut self) -> io::Result<ExitStatus> {
+        let pidfd = self.pidfd.try_clone()?;
+        // SAFETY: the AsyncFd owns this duplicate, which stays open and unchanged until
+        // the AsyncFd is dropped at the end of this call.
+        let readable =
+            unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }.map_err(io::Error::from)?;
+        loop {
+            if let Some(status) = self.reap(false)? {
+                return Ok(status);
+            }
+            readable.readable().await?.clear_ready();
+        }
+    }
+
+    fn reap(&mut self, block: bool) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let flags = if block { 0 } else { nix::libc::WNOHANG };
+        let mut raw = 0;
+        // SAFETY: waitpid on our own child, writing into a local.
+        let r = unsafe { nix::libc::waitpid(self.pid, &mut raw, flags) };
+        match r {
+            0 => Ok(None),
+            r if r == self.pid => {
+                let status = ExitStatus::from_raw(raw);
+                self.status = Some(status);
+                Ok(Some(status))
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 }
 

@@ -9,14 +9,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 
 use pier_sandbox::netlink::create_netns;
 use pier_sandbox::rootfs::{self, GeneratedFiles, RootfsPlan};
 use pier_sandbox::{
     hostname_file, hosts_file, spawn, spawn_in, spawn_in_tty, ContainerCommand, ExecError, NetnsName,
-    SandboxSpec, WinSize,
+    SandboxSpec, Stdio, WinSize,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,8 +31,8 @@ fn ip(args: &[&str]) {
 fn exec(cleanup: &mut Cleanup, pid: u32, cmd: ContainerCommand) -> (String, String, i32) {
     let child =
         spawn_in(pid, cmd).unwrap_or_else(|e| panic!("spawn_in: {e}: {:?}", std::error::Error::source(&e)));
-    cleanup.children.push(child);
-    output(cleanup.children.last_mut().expect("just pushed"))
+    cleanup.children.push(Box::new(child));
+    output(cleanup.children.last_mut().expect("just pushed").as_mut())
 }
 
 fn sh(script: &str) -> ContainerCommand {
@@ -94,8 +94,8 @@ fn exec_joins_a_running_container() {
     let child = spawn(&spec, main)
         .unwrap_or_else(|e| panic!("spawn container: {e}: {:?}", std::error::Error::source(&e)));
     let pid = child.id();
-    cleanup.children.push(child);
-    let stdout = cleanup.children[0].stdout.take().expect("container stdout");
+    cleanup.children.push(Box::new(child));
+    let stdout = cleanup.children[0].take_stdout().expect("container stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -125,8 +125,8 @@ fn exec_joins_a_running_container() {
     cmd.stdin = Stdio::piped();
     let mut child = spawn_in(pid, cmd).expect("spawn tr");
     child.stdin.take().expect("stdin").write_all(b"hello from stdin\n").expect("write stdin");
-    cleanup.children.push(child);
-    let (out, _, code) = output(cleanup.children.last_mut().expect("pushed"));
+    cleanup.children.push(Box::new(child));
+    let (out, _, code) = output(cleanup.children.last_mut().expect("pushed").as_mut());
     assert_eq!((out.as_str(), code), ("HELLO FROM STDIN\n", 0));
 
     // A missing program is a clear error, worded as runc's.

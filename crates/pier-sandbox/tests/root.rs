@@ -19,7 +19,7 @@ use pier_sandbox::rootfs::{self, GeneratedFiles, RootfsPlan};
 use pier_sandbox::{
     apply_plan, apply_teardown, hostname_file, hosts_file, pod_resolv_conf, spawn, ClusterDns,
     ContainerCommand, DnsPolicy, NetApplier, NetOp, NetlinkApplier, Netns, NetnsName, NodeNetwork,
-    PodIpAllocator, ResolvConf, SandboxSpec, Underlay,
+    PodIpAllocator, ResolvConf, SandboxSpec, SpawnError, Underlay,
 };
 
 mod common;
@@ -40,9 +40,13 @@ fn ns(name: String) -> NetnsName {
 fn run_in(cleanup: &mut Cleanup, spec: &SandboxSpec, script: &str) -> (String, String, i32) {
     let child = spawn(spec, ContainerCommand::new(["/bin/sh", "-c", script]))
         .unwrap_or_else(|e| panic!("spawn in {}: {e}: {:?}", spec.hostname, std::error::Error::source(&e)));
-    cleanup.children.push(child);
+    cleanup.children.push(Box::new(child));
     let child = cleanup.children.last_mut().expect("just pushed");
-    output(child)
+    output(child.as_mut())
+}
+
+fn libc_sigpipe() -> u32 {
+    nix::sys::signal::Signal::SIGPIPE as u32
 }
 
 fn ip(args: &[&str]) -> String {
@@ -213,6 +217,36 @@ fn two_pods_on_a_node_talk_and_stay_isolated() {
          eth0 lo \nproc-ok\ndev-ok\n/\n"
     );
 
+    // Exit codes, the signal state and the environment the process starts with: no
+    // blocked signals and SIGPIPE back to its default (the test harness ignores it, as
+    // every Rust program does), the pod's variables overriding the defaults.
+    let (_, _, code) = run_in(&mut cleanup, &a.spec, "exit 3");
+    assert_eq!(code, 3);
+    let mut cmd =
+        ContainerCommand::new(["sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status; echo \"$PATH $FOO\""]);
+    cmd.env = vec![
+        ("FOO".into(), "one".into()),
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("FOO".into(), "two".into()),
+    ];
+    let child = spawn(&a.spec, cmd).expect("spawn with env");
+    cleanup.children.push(Box::new(child));
+    let (out, err, code) = output(cleanup.children.last_mut().expect("just pushed").as_mut());
+    assert_eq!(code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("SigBlk:\t0000000000000000"), "{out}");
+    let ignored = lines.get(1).and_then(|l| l.strip_prefix("SigIgn:\t")).expect("SigIgn line");
+    let ignored = u64::from_str_radix(ignored, 16).expect("hex mask");
+    assert_eq!(ignored & (1 << (libc_sigpipe() - 1)), 0, "SIGPIPE is not ignored: {out}");
+    assert_eq!(lines.get(2).copied(), Some("/usr/bin:/bin two"), "{out}");
+
+    // A long-running container is killed through its pidfd and reaped once.
+    let mut child = spawn(&a.spec, ContainerCommand::new(["sleep", "60"])).expect("spawn sleep");
+    child.kill().expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    child.kill().expect("killing a reaped child is a no-op");
+
     // A file written by A is private to A: B and the host do not see it.
     let (_, err, code) = run_in(&mut cleanup, &a.spec, "touch /var/ready && test -e /var/ready");
     assert_eq!(code, 0, "touch in A: {err}");
@@ -233,11 +267,21 @@ fn two_pods_on_a_node_talk_and_stay_isolated() {
     // A failing step names itself.
     let err = spawn(&a.spec, ContainerCommand::new(["/no/such/program"])).expect_err("missing program");
     assert!(err.to_string().contains("/no/such/program"), "{err}");
+    let not_found = |e: &SpawnError| matches!(e, SpawnError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+    assert!(not_found(&err), "{err:?}");
+    // A bare name is searched in the container's PATH, inside its root.
+    let err = spawn(&a.spec, ContainerCommand::new(["no-such-program"])).expect_err("missing program");
+    assert!(not_found(&err), "{err:?}");
+    // A working directory that does not exist in the root fails at its own step.
+    let mut cmd = ContainerCommand::new(["true"]);
+    cmd.working_dir = "/no/such/dir".into();
+    let err = spawn(&a.spec, cmd).expect_err("missing working directory");
+    assert!(matches!(&err, SpawnError::Step { step, .. } if step == "chdir /no/such/dir"), "{err:?}");
 
     // Teardown through the real plans, then nothing of ours is left.
     for child in &mut cleanup.children {
         let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.wait_code();
     }
     cleanup.children.clear();
     for p in &pods {

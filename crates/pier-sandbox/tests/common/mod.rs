@@ -1,6 +1,6 @@
 //! Shared by the privileged test files: the guard that removes what a test made.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::mpsc;
@@ -8,7 +8,53 @@ use std::time::{Duration, Instant};
 
 use pier_sandbox::netlink::delete_netns;
 use pier_sandbox::rootfs::{self, RootfsPlan};
-use pier_sandbox::NetnsName;
+use pier_sandbox::{NetnsName, SandboxChild};
+
+/// A process a test started: a container (`spawn`) or an exec'd one (`spawn_in`).
+pub trait Proc {
+    fn id(&self) -> u32;
+    fn kill(&mut self) -> io::Result<()>;
+    /// Waits and returns the exit code (-1 for a signal).
+    fn wait_code(&mut self) -> io::Result<i32>;
+    fn take_stdout(&mut self) -> Option<Box<dyn Read + Send>>;
+    fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>>;
+}
+
+impl Proc for Child {
+    fn id(&self) -> u32 {
+        Child::id(self)
+    }
+    fn kill(&mut self) -> io::Result<()> {
+        Child::kill(self)
+    }
+    fn wait_code(&mut self) -> io::Result<i32> {
+        Ok(self.wait()?.code().unwrap_or(-1))
+    }
+    fn take_stdout(&mut self) -> Option<Box<dyn Read + Send>> {
+        Some(Box::new(self.stdout.take()?))
+    }
+    fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>> {
+        Some(Box::new(self.stderr.take()?))
+    }
+}
+
+impl Proc for SandboxChild {
+    fn id(&self) -> u32 {
+        SandboxChild::id(self)
+    }
+    fn kill(&mut self) -> io::Result<()> {
+        SandboxChild::kill(self)
+    }
+    fn wait_code(&mut self) -> io::Result<i32> {
+        Ok(self.wait()?.code().unwrap_or(-1))
+    }
+    fn take_stdout(&mut self) -> Option<Box<dyn Read + Send>> {
+        Some(Box::new(self.stdout.take()?))
+    }
+    fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>> {
+        Some(Box::new(self.stderr.take()?))
+    }
+}
 
 /// How long a test process may take to finish its output.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -16,7 +62,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Removes everything a test made, in dependency order, also when it panics.
 #[derive(Default)]
 pub struct Cleanup {
-    pub children: Vec<Child>,
+    pub children: Vec<Box<dyn Proc>>,
     pub rootfs: Vec<RootfsPlan>,
     pub netns: Vec<NetnsName>,
     pub dirs: Vec<PathBuf>,
@@ -25,10 +71,10 @@ pub struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for child in &mut self.children {
-            // std sends nothing to a child it has already reaped, so a PID reused by
-            // another process is never signalled.
+            // Neither kind signals a child it has already reaped, so a PID reused by
+            // another process is never hit.
             let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.wait_code();
         }
         for plan in &self.rootfs {
             if let Err(e) = rootfs::teardown(plan) {
@@ -48,9 +94,9 @@ impl Drop for Cleanup {
 }
 
 /// Output of a process, read to the end within the deadline (killed otherwise).
-pub fn output(child: &mut Child) -> (String, String, i32) {
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
+pub fn output(child: &mut dyn Proc) -> (String, String, i32) {
+    let mut out = child.take_stdout().expect("piped stdout");
+    let mut err = child.take_stderr().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     std::thread::spawn(move || {
@@ -76,6 +122,6 @@ pub fn output(child: &mut Child) -> (String, String, i32) {
             }
         }
     }
-    let status = child.wait().expect("wait");
-    (stdout, stderr, status.code().unwrap_or(-1))
+    let code = child.wait_code().expect("wait");
+    (stdout, stderr, code)
 }
