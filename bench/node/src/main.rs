@@ -530,12 +530,12 @@ async fn run_once(
     }
     let (server_ticks_1, agent_ticks_1) = (ticks(server)?, ticks(agent)?);
     let machine_ticks_1 = procfs::machine_busy_ticks().context("reading /proc/stat")?;
-    let pods_ticks: u64 = procfs::descendants(agent).into_iter().filter_map(procfs::cpu_ticks).sum();
+    let pods_ns: u64 = procfs::descendants(agent).into_iter().filter_map(procfs::cpu_ns).sum();
     let tick_ms = 1000.0 / procfs::clock_ticks_per_s();
     let burst_cpu = BurstCpu {
         server_ms: server_ticks_1.saturating_sub(server_ticks_0) as f64 * tick_ms,
         agent_ms: agent_ticks_1.saturating_sub(agent_ticks_0) as f64 * tick_ms,
-        pods_ms: pods_ticks as f64 * tick_ms,
+        pods_ms: pods_ns as f64 / 1e6,
         machine_ms: machine_ticks_1.saturating_sub(machine_ticks_0) as f64 * tick_ms,
     };
     let last_ready = times.values().filter_map(|t| t.ready).max().unwrap_or(start);

@@ -120,6 +120,19 @@ pub fn machine_busy_ticks() -> Option<u64> {
     Some(busy)
 }
 
+/// CPU time of a process's live threads in nanoseconds, summed from
+/// `/proc/<pid>/task/*/schedstat` (exact, where `utime + stime` counts whole clock
+/// ticks and misses a process that ran for a few milliseconds).
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += text.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Some(total)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when that fails).
 pub fn clock_ticks_per_s() -> f64 {
     std::process::Command::new("getconf")

@@ -84,6 +84,7 @@ fn subresource_kind(res: &ResourceDef, sub: &str) -> (String, String, String) {
         "attach" => ("".into(), "v1".into(), "PodAttachOptions".into()),
         "exec" => ("".into(), "v1".into(), "PodExecOptions".into()),
         "portforward" => ("".into(), "v1".into(), "PodPortForwardOptions".into()),
+        "binding" => ("".into(), "v1".into(), "Binding".into()),
         _ => (res.group.to_string(), res.version.to_string(), res.kind.to_string()),
     }
 }
@@ -91,6 +92,7 @@ fn subresource_kind(res: &ResourceDef, sub: &str) -> (String, String, String) {
 fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "finalize" => vec!["update"],
+        "binding" => vec!["create"],
         "attach" | "exec" | "portforward" => vec!["create", "get"],
         "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
@@ -102,9 +104,10 @@ fn all_subresources(res: &ResourceDef) -> Vec<&'static str> {
     if res.plural == "namespaces" {
         subs.push("finalize");
     }
-    // Served by the node proxy; upstream lists a resource's subresources by name.
+    // `binding` is the scheduler's; the rest are served by the node proxy. Upstream
+    // lists a resource's subresources by name.
     if res.group.is_empty() && res.plural == "pods" {
-        subs.extend(["attach", "exec", "log", "portforward"]);
+        subs.extend(["attach", "binding", "exec", "log", "portforward"]);
         subs.sort_unstable();
     }
     subs
@@ -273,7 +276,10 @@ mod tests {
         assert!(names.contains(&"replicationcontrollers/scale"));
         assert!(names.contains(&"namespaces/finalize"));
         let pod_subs: Vec<&str> = names.iter().copied().filter(|n| n.starts_with("pods/")).collect();
-        assert_eq!(pod_subs, ["pods/attach", "pods/exec", "pods/log", "pods/portforward", "pods/status"]);
+        assert_eq!(
+            pod_subs,
+            ["pods/attach", "pods/binding", "pods/exec", "pods/log", "pods/portforward", "pods/status"]
+        );
         let exec = list["resources"].as_array().and_then(|r| r.iter().find(|r| r["name"] == "pods/exec"));
         assert_eq!(
             exec.map(|e| (e["kind"].clone(), e["verbs"].clone())),

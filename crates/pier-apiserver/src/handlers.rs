@@ -10,15 +10,17 @@ use futures::StreamExt;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
+use pier_api::field::FieldError;
 use pier_api::ResourceDef;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::discovery;
 use crate::meta;
-use crate::objects::{Change, DeleteOptions, Deleted, ListOptions, Objects, Part, WriteOptions};
+use crate::objects::{DeleteOptions, Deleted, ListOptions, Objects, Part, WriteOptions};
 use crate::request::{self, DiscoveryPath, Query, ResourceRequest, Target, Verb};
 use crate::status::{ApiError, ApiResult};
+use crate::watch_lines::LineCache;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -32,6 +34,8 @@ pub struct Api {
     pub server_address: String,
     /// How `pods/exec`, `pods/log` and the like reach nodes.
     pub nodes: crate::node_proxy::NodeDialer,
+    /// Watch lines shared by every watcher of a revision.
+    pub watch_lines: Arc<LineCache>,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -174,7 +178,9 @@ impl Api {
         let ns = if res.is_namespaced() { r.namespace.as_deref() } else { None };
         let sub = r.subresource.as_deref();
         if let Some(s) = sub {
-            let known = res.has_subresource(s) || (res.plural == "namespaces" && s == "finalize");
+            let known = res.has_subresource(s)
+                || (res.plural == "namespaces" && s == "finalize")
+                || is_pod_binding(res, s);
             if !known {
                 return Err(ApiError::path_not_found());
             }
@@ -201,6 +207,12 @@ impl Api {
                 }
                 Ok(respond_json(StatusCode::OK, &obj))
             }
+            (Verb::Create, Some("binding")) => {
+                let name = r.name.as_deref().unwrap_or_default();
+                let binding = decode_body(res, &body, content_type)?;
+                self.bind(res, ns, name, &binding, &write).await
+            }
+            (_, Some("binding")) => Err(ApiError::method_not_allowed(method.as_str(), "pods/binding")),
             (Verb::Get, Some("scale")) => {
                 let name = r.name.as_deref().unwrap_or_default();
                 let obj = self.objects.get(res, ns, name).await?;
@@ -274,6 +286,68 @@ impl Api {
             }
             _ => Err(ApiError::method_not_allowed(method.as_str(), res.plural)),
         }
+    }
+
+    /// `POST pods/NAME/binding`: the scheduler's write, as upstream's `BindingREST`
+    /// does it: set `spec.nodeName` once, copy the binding's annotations, mark the pod
+    /// `PodScheduled`, and answer with a `Status`. It skips the generic update path
+    /// (no managed fields, no update validation): the only change is the assignment.
+    async fn bind(
+        &self,
+        res: &'static ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        binding: &Value,
+        write: &WriteOptions,
+    ) -> ApiResult<Response<Body>> {
+        let target = check_binding(name, binding)?;
+        let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned();
+        let write = WriteOptions { trusted: true, ..write.clone() };
+        let now = meta::now_rfc3339();
+        self.objects
+            .update(res, ns, name, Part::Binding, &write, |current| {
+                let Some(current) = current else {
+                    return Err(ApiError::not_found(res, name));
+                };
+                let mut pod = current.clone();
+                if meta::is_deleting(&pod) {
+                    return Err(ApiError::conflict_message(
+                        res,
+                        name,
+                        &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                    ));
+                }
+                if let Some(node) =
+                    pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+                {
+                    return Err(ApiError::conflict_message(
+                        res,
+                        name,
+                        &format!("pod {name} is already assigned to node \"{node}\""),
+                    ));
+                }
+                pod["spec"]["nodeName"] = json!(target);
+                if let Some(extra) = &annotations {
+                    let m = meta::metadata_mut(&mut pod);
+                    let slot = m.entry("annotations").or_insert_with(|| json!({}));
+                    if let Some(existing) = slot.as_object_mut() {
+                        for (k, v) in extra {
+                            existing.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                set_pod_scheduled(&mut pod, &now);
+                Ok(pod)
+            })
+            .await?;
+        let status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        });
+        Ok(respond_json(StatusCode::CREATED, &status))
     }
 
     /// Decoding problems as upstream reports them: a type error fails the request
@@ -389,6 +463,7 @@ impl Api {
             line.push(b'\n');
             Bytes::from(line)
         };
+        let lines = Arc::clone(&self.watch_lines);
         tokio::spawn(async move {
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
@@ -426,10 +501,22 @@ impl Api {
                             }
                             Some(Ok((rev, change))) => {
                                 last_rev = rev;
-                                match change {
-                                    Change::Added(o) => encode("ADDED", with_type(res, o), &mut first),
-                                    Change::Modified(o) => encode("MODIFIED", with_type(res, o), &mut first),
-                                    Change::Deleted(o) => encode("DELETED", with_type(res, o), &mut first),
+                                let word = change.word();
+                                let watched = change.into_watched();
+                                let line = if table {
+                                    watched.into_value().map(|o| encode(word, with_type(res, o), &mut first))
+                                } else {
+                                    lines.get_or_encode(rev, word, || {
+                                        let o = watched.into_value()?;
+                                        Ok(encode(word, with_type(res, o), &mut true))
+                                    })
+                                };
+                                match line {
+                                    Ok(line) => line,
+                                    Err(e) => {
+                                        let _ = tx.send(encode("ERROR", e.to_status(), &mut first)).await;
+                                        return;
+                                    }
                                 }
                             }
                         };
@@ -694,6 +781,60 @@ fn yaml_or_json(body: &[u8]) -> ApiResult<Value> {
 }
 
 /// Decodes a request body by its media type.
+/// Whether `sub` is the pods' `binding` subresource.
+fn is_pod_binding(res: &ResourceDef, sub: &str) -> bool {
+    res.group.is_empty() && res.plural == "pods" && sub == "binding"
+}
+
+/// The node a `Binding` names, after upstream's checks (`ValidatePodBinding` and the
+/// name in the URL).
+fn check_binding(name: &str, binding: &Value) -> ApiResult<String> {
+    if let Some(n) = binding.pointer("/metadata/name").and_then(Value::as_str) {
+        if n != name {
+            return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
+        }
+    }
+    let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("");
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+    let target = pier_api::field::FieldPath::new("target");
+    let mut causes = Vec::new();
+    if !kind.is_empty() && kind != "Node" {
+        causes.push(FieldError::not_supported(&target.child("kind"), kind, &["Node", "<empty>"]));
+    }
+    if node.is_empty() {
+        causes.push(FieldError::required(&target.child("name"), ""));
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid_kind("Binding", "", name, &causes));
+    }
+    Ok(node.to_string())
+}
+
+/// Sets the pod's `PodScheduled` condition to True (added, or changed in place with a
+/// new transition time when it was not True), as upstream's binding does.
+fn set_pod_scheduled(pod: &mut Value, now: &str) {
+    let condition = json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": now,
+    });
+    let status = &mut pod["status"];
+    if !status.is_object() {
+        *status = json!({});
+    }
+    let conditions = &mut status["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else { return };
+    match list.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled")) {
+        Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => {}
+        Some(c) => *c = condition,
+        None => list.push(condition),
+    }
+}
+
 fn decode_body(res: &ResourceDef, body: &[u8], content_type: &str) -> ApiResult<Value> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     let decoded: Result<Value, String> = match media {

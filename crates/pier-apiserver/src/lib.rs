@@ -17,6 +17,7 @@ pub mod pki;
 pub mod request;
 pub mod server;
 pub mod status;
+pub mod watch_lines;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -128,7 +129,12 @@ pub async fn start(config: Config, store: Arc<dyn pier_store::Store>) -> anyhow:
     let objects = Objects::new(store, admission);
     let url = format!("https://{addr}");
     let nodes = node_proxy::NodeDialer::new(&pki).context("configuring the client for nodes")?;
-    let api = Arc::new(handlers::Api { objects, server_address: addr.to_string(), nodes });
+    let api = Arc::new(handlers::Api {
+        objects,
+        server_address: addr.to_string(),
+        nodes,
+        watch_lines: Arc::default(),
+    });
     let namespace_cache = api.objects.start_namespace_cache().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     bootstrap(&api.objects, &config, addr.port(), service_ip)
         .await

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::admission::Admission;
 use crate::meta;
 use crate::status::{success_status, ApiError, ApiResult};
+use crate::watch_lines::Watched;
 
 /// How many times a patch or an unconditional update is retried when a concurrent
 /// writer wins the compare-and-swap.
@@ -41,6 +42,8 @@ pub enum Part {
     Status,
     /// Namespace `finalize`: only `spec.finalizers`.
     Finalize,
+    /// A pod's `binding`: the handler built the whole object from the current one.
+    Binding,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,9 +94,27 @@ pub struct ListResult {
 /// One change seen by a watch.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Added(Value),
-    Modified(Value),
-    Deleted(Value),
+    Added(Watched),
+    Modified(Watched),
+    Deleted(Watched),
+}
+
+impl Change {
+    /// The watch event type.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Change::Added(_) => "ADDED",
+            Change::Modified(_) => "MODIFIED",
+            Change::Deleted(_) => "DELETED",
+        }
+    }
+
+    /// The object the event carries.
+    pub fn into_watched(self) -> Watched {
+        match self {
+            Change::Added(w) | Change::Modified(w) | Change::Deleted(w) => w,
+        }
+    }
 }
 
 pub struct Objects {
@@ -159,6 +180,11 @@ impl Objects {
 
     pub fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    /// A stored object, with its `resourceVersion` set from the store's revision.
+    pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
+        Self::decode(kv)
     }
 
     fn decode(kv: &KeyValue) -> ApiResult<Value> {
@@ -588,7 +614,18 @@ impl Objects {
 }
 
 fn translate(event: pier_store::Event, opts: &ListOptions) -> ApiResult<Option<(i64, Change)>> {
+    let selective = opts.label_selector.is_some() || opts.field_selector.is_some();
     match event {
+        // Nothing to match: the stored bytes go on undecoded (see `watch_lines`).
+        pier_store::Event::Put { kv, prev } if !selective => {
+            let rev = kv.mod_revision;
+            let change = if prev.is_some() { Change::Modified } else { Change::Added };
+            Ok(Some((rev, change(Watched::Stored(kv)))))
+        }
+        pier_store::Event::Delete { mut prev, revision } if !selective => {
+            prev.mod_revision = revision;
+            Ok(Some((revision, Change::Deleted(Watched::Stored(prev)))))
+        }
         pier_store::Event::Put { kv, prev } => {
             let obj = Objects::decode(&kv)?;
             let now = matches(&obj, opts);
@@ -596,6 +633,7 @@ fn translate(event: pier_store::Event, opts: &ListOptions) -> ApiResult<Option<(
                 Some(p) => Some(matches(&Objects::decode(p)?, opts)),
                 None => None,
             };
+            let obj = Watched::Decoded(obj);
             let change = match (before, now) {
                 (None, true) | (Some(false), true) => Change::Added(obj),
                 (Some(true), true) => Change::Modified(obj),
@@ -613,7 +651,7 @@ fn translate(event: pier_store::Event, opts: &ListOptions) -> ApiResult<Option<(
                 return Ok(None);
             }
             meta::set_resource_version(&mut obj, revision);
-            Ok(Some((revision, Change::Deleted(obj))))
+            Ok(Some((revision, Change::Deleted(Watched::Decoded(obj)))))
         }
     }
 }
@@ -774,6 +812,7 @@ fn merge_part(res: &ResourceDef, part: Part, current: &Value, desired: Value) ->
             next["spec"]["finalizers"] = finalizers;
             next
         }
+        Part::Binding => desired,
     }
 }
 

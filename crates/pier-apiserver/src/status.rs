@@ -92,14 +92,19 @@ impl ApiError {
 
     /// 422 naming every bad field, as upstream's `NewInvalid`.
     pub fn invalid(res: &ResourceDef, name: &str, errors: &[FieldError]) -> Self {
+        Self::invalid_kind(res.kind, res.group, name, errors)
+    }
+
+    /// [`ApiError::invalid`] for a kind that is not a stored resource (`Binding`).
+    pub fn invalid_kind(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.kind.cause_reason(), "message": e.body(), "field": e.field.as_str()}))
             .collect();
-        let msg = format!("{} {name:?} is invalid: {}", res.kind, aggregate_message(errors));
-        let mut details = json!({"name": name, "kind": res.kind, "causes": causes});
-        if !res.group.is_empty() {
-            details["group"] = json!(res.group);
+        let msg = format!("{kind} {name:?} is invalid: {}", aggregate_message(errors));
+        let mut details = json!({"name": name, "kind": kind, "causes": causes});
+        if !group.is_empty() {
+            details["group"] = json!(group);
         }
         ApiError { code: 422, reason: "Invalid", message: msg, details: Some(details) }
     }

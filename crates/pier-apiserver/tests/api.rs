@@ -225,3 +225,112 @@ async fn anonymous_requests_are_refused_but_version_is_public() {
 fn pem_to_der(pem: &str) -> Vec<u8> {
     rustls_pemfile::certs(&mut pem.as_bytes()).next().expect("one cert").expect("valid").to_vec()
 }
+
+/// What the API server answered to a request, as JSON.
+async fn send_raw(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req =
+        http::Request::builder().method(method).uri(path).header("content-type", "application/json");
+    if method == "GET" {
+        req = req.header("accept", "application/json");
+    }
+    let body = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+    let resp = client.send(req.body(body.into()).expect("request")).await.expect("send");
+    let code = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+fn binding(pod: &str, kind: &str, node: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod},
+        "target": {"apiVersion": "v1", "kind": kind, "name": node},
+    })
+}
+
+#[tokio::test]
+async fn pods_are_bound_through_the_binding_subresource() {
+    use k8s_openapi::api::core::v1::Pod;
+    let t = TestServer::start().await;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web", "annotations": {"keep": "me"}},
+        "spec": {"containers": [{"name": "c", "image": "luksa/kubia"}]},
+    }))
+    .expect("pod");
+    let created = pods.create(&PostParams::default(), &pod).await.expect("create");
+    let path = "/api/v1/namespaces/default/pods/web/binding";
+
+    // Bad bindings: the target must be a Node and be named; the names must agree.
+    let (code, body) = send_raw(&t.client, "POST", path, Some(binding("web", "Service", ""))).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "Binding \"web\" is invalid: [target.kind: Unsupported value: \"Service\": supported values: \"Node\", \"<empty>\", target.name: Required value]"
+    );
+    let (code, body) = send_raw(&t.client, "POST", path, Some(binding("other", "Node", "n1"))).await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (400, Some("name in URL does not match name in Binding object"))
+    );
+    let (code, _) = send_raw(
+        &t.client,
+        "POST",
+        "/api/v1/namespaces/default/pods/nope/binding",
+        Some(binding("nope", "Node", "n1")),
+    )
+    .await;
+    assert_eq!(code, 404);
+    let (code, _) = send_raw(&t.client, "GET", path, None).await;
+    assert_eq!(code, 405, "binding is create-only");
+
+    // The binding sets the node once, adds its annotations, marks the pod scheduled.
+    let mut good = binding("web", "Node", "n1");
+    good["metadata"]["annotations"] = json!({"from": "binding"});
+    let (code, body) = send_raw(&t.client, "POST", path, Some(good)).await;
+    assert_eq!(
+        (code, body["kind"].as_str(), body["status"].as_str()),
+        (201, Some("Status"), Some("Success")),
+        "{body}"
+    );
+    let bound = pods.get("web").await.expect("get");
+    assert_eq!(bound.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("n1"));
+    let annotations = bound.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        (annotations.get("keep").map(String::as_str), annotations.get("from").map(String::as_str)),
+        (Some("me"), Some("binding"))
+    );
+    let scheduled = bound
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .map(|c| c.status.clone());
+    assert_eq!(scheduled.as_deref(), Some("True"));
+    assert_eq!(
+        bound.metadata.managed_fields, created.metadata.managed_fields,
+        "a binding is not a field manager's write"
+    );
+
+    let (code, body) = send_raw(&t.client, "POST", path, Some(binding("web", "Node", "n2"))).await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        body["message"],
+        "Operation cannot be fulfilled on pods \"web\": pod web is already assigned to node \"n1\""
+    );
+
+    // Discovery lists it as upstream does.
+    let (_, list) = send_raw(&t.client, "GET", "/api/v1", None).await;
+    let entry =
+        list["resources"].as_array().and_then(|r| r.iter().find(|e| e["name"] == "pods/binding")).cloned();
+    assert_eq!(
+        entry.map(|e| (e["kind"].clone(), e["verbs"].clone())),
+        Some((json!("Binding"), json!(["create"])))
+    );
+}

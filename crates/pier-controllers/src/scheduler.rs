@@ -9,8 +9,9 @@
 //!   `nodeSelector`;
 //! - among the nodes that fit, the one with the fewest pods wins (ties go to the
 //!   first by name, so placement is predictable);
-//! - binding sets `spec.nodeName` with a patch (the API server allows setting it once)
-//!   and records a `Scheduled` event;
+//! - binding goes through the pods' `binding` subresource, as upstream's does (it sets
+//!   `spec.nodeName` once and the `PodScheduled` condition), and records a `Scheduled`
+//!   event;
 //! - a pod that fits nowhere stays Pending with a `PodScheduled=False` condition
 //!   (reason `Unschedulable`) and a `FailedScheduling` warning in upstream's words, and
 //!   is tried again when a node is added or changes in a way that matters.
@@ -30,13 +31,13 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::events::{self, EventType, Recorder};
+use crate::events::{self, Busy, EventQueue, EventType, Recorder};
 use crate::resources::is_not_found;
 use filter::{NodeFacts, Unfit};
 
@@ -46,6 +47,8 @@ pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 const BIND_CONCURRENCY: usize = 64;
 /// Event and condition writes in flight at once.
 const REPORT_CONCURRENCY: usize = 8;
+/// The longest a `Scheduled` event waits behind bindings in flight.
+const EVENT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// How long a pod whose binding failed waits before it is tried again.
 const BIND_RETRY: Duration = Duration::from_secs(1);
 
@@ -95,6 +98,9 @@ pub async fn run(client: Client) {
 struct Scheduler {
     client: Client,
     recorder: Recorder,
+    /// `Scheduled` events, sent once no binding is in flight (`binds`).
+    events: EventQueue,
+    binds: Busy,
     outcomes: mpsc::UnboundedSender<Outcome>,
     bind_slots: Arc<Semaphore>,
     report_slots: Arc<Semaphore>,
@@ -118,8 +124,14 @@ struct Scheduler {
 
 impl Scheduler {
     fn new(client: Client, outcomes: mpsc::UnboundedSender<Outcome>) -> Self {
+        let recorder = Recorder::new(client.clone(), DEFAULT_SCHEDULER);
+        let binds = Busy::default();
+        // The sender task ends when the scheduler (the queue's only owner) is dropped.
+        let (events, _sender) = EventQueue::start(recorder.clone(), binds.clone(), EVENT_MAX_DELAY);
         Scheduler {
-            recorder: Recorder::new(client.clone(), DEFAULT_SCHEDULER),
+            recorder,
+            events,
+            binds,
             client,
             outcomes,
             bind_slots: Arc::new(Semaphore::new(BIND_CONCURRENCY)),
@@ -310,9 +322,9 @@ impl Scheduler {
 
     fn bind(&self, key: PodKey, pod: Arc<Pod>, node: String) {
         let client = self.client.clone();
-        let recorder = self.recorder.clone();
+        let events = self.events.clone();
+        let in_flight = self.binds.enter();
         let slots = Arc::clone(&self.bind_slots);
-        let report_slots = Arc::clone(&self.report_slots);
         let outcomes = self.outcomes.clone();
         tokio::spawn(async move {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -320,32 +332,26 @@ impl Scheduler {
             let api: Api<Pod> = Api::namespaced(client, &ns);
             let result = {
                 let _slot = slots.acquire().await;
-                let patch = json!({ "spec": { "nodeName": node } });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await
+                let binding = json!({
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    "metadata": { "name": name, "namespace": ns },
+                    "target": { "apiVersion": "v1", "kind": "Node", "name": node },
+                });
+                api.create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
             };
+            drop(in_flight);
             match result {
                 Ok(_) => {
-                    let _slot = report_slots.acquire().await;
+                    // The binding also marked the pod PodScheduled, as upstream's does.
                     let message = format!("Successfully assigned {ns}/{name} to {node}");
-                    recorder
-                        .record(&events::reference(pod.as_ref()), EventType::Normal, "Scheduled", &message)
-                        .await;
-                    // A pod that once failed to schedule says so in its conditions;
-                    // the binding subresource would flip it, here the scheduler does.
-                    if has_condition(&pod, "PodScheduled") {
-                        let condition = json!({
-                            "type": "PodScheduled",
-                            "status": "True",
-                            "lastProbeTime": null,
-                            "lastTransitionTime": Time(Timestamp::now()),
-                        });
-                        let patch = json!({ "status": { "conditions": [condition] } });
-                        if let Err(e) =
-                            api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await
-                        {
-                            tracing::debug!(pod = %name, error = %e, "marking a bound pod scheduled");
-                        }
-                    }
+                    events.push(events::reference(pod.as_ref()), EventType::Normal, "Scheduled", &message);
                 }
                 Err(e) => {
                     // Gone, or bound by someone else meanwhile: the watch shows what
@@ -399,11 +405,4 @@ impl Scheduler {
             }
         });
     }
-}
-
-fn has_condition(pod: &Pod, type_: &str) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_))
 }

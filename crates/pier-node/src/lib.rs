@@ -17,7 +17,7 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
-use pier_controllers::events::Recorder;
+use pier_controllers::events::{Busy, EventQueue, Recorder};
 use pier_sandbox::{ClusterDns, IfName, Ipv4Cidr, PodIpAllocator};
 use tokio::sync::{watch, Mutex};
 
@@ -68,21 +68,13 @@ pub struct ConfigFailure {
     pub message: String,
 }
 
-/// An event waiting for the event sender.
-#[derive(Debug)]
-pub struct PendingEvent {
-    pub regarding: k8s_openapi::api::core::v1::ObjectReference,
-    pub kind: pier_controllers::events::EventType,
-    pub reason: String,
-    pub message: String,
+/// Where the node keeps its pods' directories, under the node's directory `dir`.
+pub fn pods_dir(dir: &Path) -> PathBuf {
+    dir.join("pods")
 }
 
-/// Sends queued events in order until every sender is gone.
-async fn send_events(recorder: Recorder, mut queue: tokio::sync::mpsc::UnboundedReceiver<PendingEvent>) {
-    while let Some(e) = queue.recv().await {
-        recorder.record(&e.regarding, e.kind, &e.reason, &e.message).await;
-    }
-}
+/// The longest an event waits behind starting pods.
+const EVENT_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A pod the node runs: namespace, name, and what its worker shares.
 pub type RunningPod = (String, String, Arc<Mutex<PodShared>>);
@@ -96,8 +88,11 @@ pub struct Node {
     pub pod_bridge: (IfName, Ipv4Cidr),
     pub cluster_dns: ClusterDns,
     /// Events go through one sender, one at a time, as the kubelet's event broadcaster
-    /// queues them: during a burst of pod starts they must not crowd out status writes.
-    pub events: tokio::sync::mpsc::UnboundedSender<PendingEvent>,
+    /// queues them, and wait while pods are starting (`starting`): during a burst of pod
+    /// starts they must not crowd out the sandboxes and status writes.
+    pub events: EventQueue,
+    /// Pods between their worker's start and their first status write.
+    pub starting: Busy,
     /// Every Service, for the service environment variables.
     pub services: kube::runtime::reflector::Store<Service>,
     /// The image table (built in, plus the data directory's `images.yaml`).
@@ -114,7 +109,7 @@ pub struct Node {
 impl Node {
     /// The pod's directory (its overlay layers and generated files).
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
-        self.config.dir.join("pods").join(uid)
+        pods_dir(&self.config.dir).join(uid)
     }
 
     /// The command line and environment for a container, as the kubelet and the
@@ -183,11 +178,12 @@ pub async fn run(
     std::fs::create_dir_all(&config.dir).with_context(|| format!("creating {}", config.dir.display()))?;
     // Pod overlays from an earlier run are stale: their mounts died with that run's
     // mount namespace, and pods get fresh containers (as after a kubelet restart).
-    let _ = std::fs::remove_dir_all(config.dir.join("pods"));
+    // (When `pods` is the node's tmpfs, only its contents go.)
+    let _ = std::fs::remove_dir_all(pods_dir(&config.dir));
     let ipam = PodIpAllocator::open(&config.dir, config.pod_cidr).context("opening pod IP allocations")?;
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let recorder = Recorder::new(client.clone(), "kubelet").with_host(&config.name);
-    let event_sender = tokio::spawn(send_events(recorder, events_rx));
+    let starting = Busy::default();
+    let (events, event_sender) = EventQueue::start(recorder, starting.clone(), EVENT_MAX_DELAY);
     let images = pier_runspec::ImageTable::load(&config.images_dir, &config.self_exe)
         .context("loading the image table")?;
     let (services, services_writer) = kube::runtime::reflector::store();
@@ -218,7 +214,8 @@ pub async fn run(
             servers: vec![IpAddr::V4(config.cluster_dns)],
             domain: config.cluster_domain.clone(),
         },
-        events: events_tx,
+        events,
+        starting,
         config: config.clone(),
         ipam: Mutex::new(ipam),
         pods: Mutex::new(HashMap::new()),

@@ -152,12 +152,7 @@ impl PodWorker {
         reason: &str,
         message: &str,
     ) {
-        let _ = self.node.events.send(crate::PendingEvent {
-            regarding,
-            kind,
-            reason: reason.to_string(),
-            message: message.to_string(),
-        });
+        self.node.events.push(regarding, kind, reason, message);
     }
 
     fn view(&self) -> PodView {
@@ -639,6 +634,8 @@ pub async fn run(
         start_time: Timestamp::now(),
         shared,
     };
+    // Until the first status write, this pod's start holds the node's events back.
+    let mut starting = Some(w.node.starting.enter());
     if !w.deleting() {
         let t0 = std::time::Instant::now();
         let created = sandbox::create(&w.node, &w.pod, &w.uid).await;
@@ -667,6 +664,7 @@ pub async fn run(
         }
         w.publish().await;
         w.write_status().await;
+        starting.take();
         let wake = w.next_wake();
         tokio::select! {
             changed = updates.changed() => {

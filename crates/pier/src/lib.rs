@@ -330,6 +330,10 @@ fn node_init(args: &NodeArgs) -> ExitCode {
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     pier_sandbox::node::mount_own_proc()?;
+    // Pod directories left on disk by an earlier version would hide under the tmpfs.
+    let pods_dir = pier_node::pods_dir(&args.dir);
+    let _ = std::fs::remove_dir_all(&pods_dir);
+    pier_sandbox::node::mount_pods_tmpfs(&pods_dir)?;
     let kubeconfig = std::fs::read_to_string(&args.kubeconfig)
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let client = client_from_kubeconfig(
