@@ -55,6 +55,42 @@ struct ChildArgs<'a, S> {
     outcome: Outcome,
 }
 
+/// The child's stack: an anonymous mapping, unmapped on drop.
+struct ChildStack {
+    base: std::ptr::NonNull<c_void>,
+}
+
+impl ChildStack {
+    fn new() -> io::Result<Self> {
+        let len = std::num::NonZeroUsize::new(CHILD_STACK).ok_or_else(|| io::Error::other("empty stack"))?;
+        // SAFETY: a fresh private anonymous mapping, owned by this value.
+        let base = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                len,
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_PRIVATE | nix::sys::mman::MapFlags::MAP_STACK,
+            )
+        }
+        .map_err(io::Error::from)?;
+        Ok(ChildStack { base })
+    }
+
+    /// The stack grows down on every architecture this runs on; 16-byte aligned top.
+    fn top(&self) -> *mut c_void {
+        let end = self.base.as_ptr() as usize + CHILD_STACK;
+        (end & !15) as *mut c_void
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer used (the child has exec'd or
+        // exited when `launch` drops it).
+        let _ = unsafe { nix::sys::mman::munmap(self.base, CHILD_STACK) };
+    }
+}
+
 /// A started child: its PID and a pidfd for it.
 #[derive(Debug)]
 pub(crate) struct Started {
@@ -71,12 +107,10 @@ pub(crate) fn launch<S>(launch: &Launch<'_, S>) -> io::Result<Result<Started, Ou
     let (argv, envp) = (ptrs(launch.argv), ptrs(launch.envp));
     let mut args =
         ChildArgs { launch, argv: argv.as_ptr(), envp: envp.as_ptr(), outcome: Outcome::default() };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The stack grows down on every architecture this runs on; 16-byte aligned top.
-    let top = {
-        let end = stack.as_mut_ptr().wrapping_add(CHILD_STACK) as usize;
-        (end & !15) as *mut c_void
-    };
+    // Mapped for this call, not taken from the heap: the allocator would keep a
+    // quarter-MiB block around per concurrent start after the child is gone.
+    let stack = ChildStack::new()?;
+    let top = stack.top();
     let mut pidfd: c_int = -1;
     // SAFETY: sigfillset/pthread_sigmask only write the sets passed; `clone` runs
     // `child_main::<S>` on `stack`, which outlives the child's use of it (CLONE_VFORK
