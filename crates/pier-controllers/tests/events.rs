@@ -28,13 +28,32 @@ async fn reasons(client: &Client) -> Vec<String> {
     events.into_iter().filter_map(|e| e.reason).collect()
 }
 
-#[tokio::test]
-async fn events_wait_for_urgent_work_and_keep_their_time() {
+/// A server, and a queue whose events wait for `busy` (at most `max_delay`).
+async fn start(max_delay: Duration) -> (InProcess, Client, Busy, EventQueue) {
     let server = InProcess::start().await.expect("API server starts");
     let client = server.client.clone();
     let busy = Busy::default();
-    let (queue, _sender) =
-        EventQueue::start(Recorder::new(client.clone(), "test"), busy.clone(), Duration::from_secs(30));
+    // The sender task ends with the queue.
+    let (queue, _sender) = EventQueue::start(Recorder::new(client.clone(), "test"), busy.clone(), max_delay);
+    (server, client, busy, queue)
+}
+
+/// Waits until the events in `default` have exactly these reasons, in this order.
+async fn wait_for_reasons(client: &Client, expected: &[&str]) {
+    eventually(&format!("events {expected:?}"), || async {
+        let r = reasons(client).await;
+        if r == expected {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_wait_for_urgent_work_and_keep_their_time() {
+    let (_server, client, busy, queue) = start(Duration::from_secs(30)).await;
 
     let work = busy.enter();
     let before = k8s_openapi::jiff::Timestamp::now();
@@ -45,15 +64,7 @@ async fn events_wait_for_urgent_work_and_keep_their_time() {
     assert_eq!(reasons(&client).await, Vec::<String>::new(), "nothing is sent while busy");
 
     drop(work);
-    eventually("both events, in order", || async {
-        let r = reasons(&client).await;
-        if r == ["First", "Second"] {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    })
-    .await;
+    wait_for_reasons(&client, &["First", "Second"]).await;
     let api: Api<Event> = Api::namespaced(client.clone(), "default");
     let first = api.list(&ListParams::default()).await.expect("list").items;
     let first = first.iter().find(|e| e.reason.as_deref() == Some("First")).expect("first event");
@@ -65,20 +76,8 @@ async fn events_wait_for_urgent_work_and_keep_their_time() {
 
 #[tokio::test]
 async fn an_event_is_held_back_no_longer_than_the_longest_delay() {
-    let server = InProcess::start().await.expect("API server starts");
-    let client = server.client.clone();
-    let busy = Busy::default();
-    let (queue, _sender) =
-        EventQueue::start(Recorder::new(client.clone(), "test"), busy.clone(), Duration::from_millis(200));
+    let (_server, client, busy, queue) = start(Duration::from_millis(200)).await;
     let _forever = busy.enter();
     queue.push(regarding("b"), EventType::Normal, "Late", "sent anyway");
-    eventually("the event after its longest delay", || async {
-        let r = reasons(&client).await;
-        if r == ["Late"] {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    })
-    .await;
+    wait_for_reasons(&client, &["Late"]).await;
 }

@@ -20,41 +20,30 @@ pub trait Proc {
     fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>>;
 }
 
-impl Proc for Child {
-    fn id(&self) -> u32 {
-        Child::id(self)
-    }
-    fn kill(&mut self) -> io::Result<()> {
-        Child::kill(self)
-    }
-    fn wait_code(&mut self) -> io::Result<i32> {
-        Ok(self.wait()?.code().unwrap_or(-1))
-    }
-    fn take_stdout(&mut self) -> Option<Box<dyn Read + Send>> {
-        Some(Box::new(self.stdout.take()?))
-    }
-    fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>> {
-        Some(Box::new(self.stderr.take()?))
-    }
+/// Both kinds of child have the same methods and pipe fields; one implementation.
+macro_rules! impl_proc {
+    ($($child:ty),*) => {$(
+        impl Proc for $child {
+            fn id(&self) -> u32 {
+                <$child>::id(self)
+            }
+            fn kill(&mut self) -> io::Result<()> {
+                <$child>::kill(self)
+            }
+            fn wait_code(&mut self) -> io::Result<i32> {
+                Ok(self.wait()?.code().unwrap_or(-1))
+            }
+            fn take_stdout(&mut self) -> Option<Box<dyn Read + Send>> {
+                Some(Box::new(self.stdout.take()?))
+            }
+            fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>> {
+                Some(Box::new(self.stderr.take()?))
+            }
+        }
+    )*};
 }
 
-impl Proc for SandboxChild {
-    fn id(&self) -> u32 {
-        SandboxChild::id(self)
-    }
-    fn kill(&mut self) -> io::Result<()> {
-        SandboxChild::kill(self)
-    }
-    fn wait_code(&mut self) -> io::Result<i32> {
-        Ok(self.wait()?.code().unwrap_or(-1))
-    }
-    fn take_stdout(&mut self) -> Option<Box<dyn Read + Send>> {
-        Some(Box::new(self.stdout.take()?))
-    }
-    fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>> {
-        Some(Box::new(self.stderr.take()?))
-    }
-}
+impl_proc!(Child, SandboxChild);
 
 /// How long a test process may take to finish its output.
 pub const DEADLINE: Duration = Duration::from_secs(20);
