@@ -84,6 +84,8 @@ pub struct Node {
     pub client: Client,
     pub config: NodeConfig,
     pub ipam: Mutex<PodIpAllocator>,
+    /// Persists new allocations, one write for the pods allocated meanwhile.
+    pub ipam_writer: pier_sandbox::ipam::StateWriter,
     /// The pods' bridge (`cbr0`) and its address, their gateway.
     pub pod_bridge: (IfName, Ipv4Cidr),
     pub cluster_dns: ClusterDns,
@@ -218,6 +220,7 @@ pub async fn run(
         starting,
         config: config.clone(),
         ipam: Mutex::new(ipam),
+        ipam_writer: Default::default(),
         pods: Mutex::new(HashMap::new()),
         services: services.clone(),
         started_at: tokio::time::Instant::now(),

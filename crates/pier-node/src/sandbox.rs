@@ -76,7 +76,13 @@ fn generated_files(node: &Node, pod: &Pod, ip: Ipv4Addr, hostname: &str) -> Gene
 /// Makes the sandbox; on failure undoes what was made and returns upstream-style text.
 pub async fn create(node: &Node, pod: &Pod, uid: &str) -> Result<Sandbox, String> {
     let netns = netns_name(uid)?;
-    let ip = node.ipam.lock().await.allocate(uid).map_err(|e| format!("allocating a pod IP: {e}"))?;
+    let (ip, generation) =
+        node.ipam.lock().await.allocate_unsaved(uid).map_err(|e| format!("allocating a pod IP: {e}"))?;
+    // Written before use, one write for the pods allocated meanwhile.
+    if let Err(e) = node.ipam_writer.persist(&node.ipam, generation).await {
+        let _ = node.ipam.lock().await.release(uid);
+        return Err(format!("allocating a pod IP: {e}"));
+    }
     let (bridge, gateway) = node.pod_bridge.clone();
     // The node agent runs inside the node's namespace: its "host" is the node.
     let net = PodNetwork::on_bridge(Netns::Host, bridge, gateway, netns.clone(), uid, ip)

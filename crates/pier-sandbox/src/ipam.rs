@@ -75,12 +75,18 @@ struct State {
 
 /// Allocates pod IPs from a node's pod CIDR, persisted in `dir/pod-ips.json`.
 ///
-/// Every change is written (to a temporary file, then renamed) before it is returned,
-/// so a node restarted after a crash keeps its pods' addresses.
+/// Every change through [`PodIpAllocator::allocate`] and [`PodIpAllocator::release`] is
+/// written (to a temporary file, then renamed) before it is returned, so a node
+/// restarted after a crash keeps its pods' addresses. [`PodIpAllocator::allocate_unsaved`]
+/// leaves the write to a [`StateWriter`], which shares one write among concurrent
+/// allocations.
 #[derive(Debug)]
 pub struct PodIpAllocator {
     path: PathBuf,
     state: State,
+    /// Counts changes since `open`; a write covers every change up to the generation
+    /// it was taken at.
+    generation: u64,
 }
 
 impl PodIpAllocator {
@@ -110,7 +116,7 @@ impl PodIpAllocator {
             }
             Err(source) => return Err(IpamError::Io { op: "read", path, source }),
         };
-        Ok(Self { path, state })
+        Ok(Self { path, state, generation: 0 })
     }
 
     /// The pod CIDR.
@@ -130,6 +136,22 @@ impl PodIpAllocator {
     pub fn allocate(&mut self, owner: &str) -> Result<Ipv4Addr, IpamError> {
         if let Some(ip) = self.get(owner) {
             return Ok(ip);
+        }
+        let (ip, _) = self.allocate_unsaved(owner)?;
+        if let Err(e) = self.save() {
+            // Do not hand out an address that would be forgotten on restart.
+            self.state.allocations.remove(&ip);
+            return Err(e);
+        }
+        Ok(ip)
+    }
+
+    /// [`PodIpAllocator::allocate`] in memory only: the address must not be used until
+    /// a [`StateWriter`] has persisted the returned generation.
+    pub fn allocate_unsaved(&mut self, owner: &str) -> Result<(Ipv4Addr, u64), IpamError> {
+        if let Some(ip) = self.get(owner) {
+            // Possibly not written yet either: the caller waits for the current state.
+            return Ok((ip, self.generation));
         }
         let cidr = self.state.cidr;
         // Usable: 2 ..= size-2 (0 is the network, 1 the gateway, size-1 broadcast).
@@ -154,15 +176,17 @@ impl PodIpAllocator {
             if let std::collections::btree_map::Entry::Vacant(slot) = self.state.allocations.entry(ip) {
                 slot.insert(owner.to_string());
                 self.state.last = Some(ip);
-                if let Err(e) = self.save() {
-                    // Do not hand out an address that would be forgotten on restart.
-                    self.state.allocations.remove(&ip);
-                    return Err(e);
-                }
-                return Ok(ip);
+                self.generation += 1;
+                return Ok((ip, self.generation));
             }
         }
         Err(IpamError::Exhausted { cidr, used: self.state.allocations.len() })
+    }
+
+    /// The state as it would be written now, the generation it covers and where it
+    /// goes (for [`write_state`]).
+    pub fn snapshot(&self) -> Result<(u64, PathBuf, Vec<u8>), IpamError> {
+        Ok((self.generation, self.path.clone(), self.encode()?))
     }
 
     /// The IP allocated to `owner`, if any.
@@ -177,6 +201,7 @@ impl PodIpAllocator {
             return Ok(None);
         };
         self.state.allocations.remove(&ip);
+        self.generation += 1;
         if let Err(e) = self.save() {
             self.state.allocations.insert(ip, owner.to_string());
             return Err(e);
@@ -189,18 +214,70 @@ impl PodIpAllocator {
         self.state.allocations.iter().map(|(ip, owner)| (*ip, owner.as_str()))
     }
 
-    fn save(&self) -> Result<(), IpamError> {
-        let io_err = |op, source| IpamError::Io { op, path: self.path.clone(), source };
-        let tmp = self.path.with_extension("json.tmp");
+    fn encode(&self) -> Result<Vec<u8>, IpamError> {
         let mut bytes = serde_json::to_vec_pretty(&self.state)
             .map_err(|source| IpamError::Parse { path: self.path.clone(), source })?;
         bytes.push(b'\n');
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err("create", e))?;
-        f.write_all(&bytes).map_err(|e| io_err("write", e))?;
-        // fsync before rename: after a crash the file is the old or the new state,
-        // never empty.
-        f.sync_all().map_err(|e| io_err("sync", e))?;
-        fs::rename(&tmp, &self.path).map_err(|e| io_err("rename", e))
+        Ok(bytes)
+    }
+
+    fn save(&self) -> Result<(), IpamError> {
+        write_state(&self.path, &self.encode()?)
+    }
+}
+
+/// Writes a state file atomically: a temporary file, `fsync`, then rename, so after a
+/// crash the file is the old or the new state, never empty.
+pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), IpamError> {
+    let io_err = |op, source| IpamError::Io { op, path: path.to_path_buf(), source };
+    let tmp = path.with_extension("json.tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| io_err("create", e))?;
+    f.write_all(bytes).map_err(|e| io_err("write", e))?;
+    f.sync_all().map_err(|e| io_err("sync", e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err("rename", e))
+}
+
+/// Persists allocations made with [`PodIpAllocator::allocate_unsaved`], one write for
+/// all the changes made while the previous write was under way (group commit): in a
+/// burst of 100 pod starts each allocation used to rewrite and `fsync` the file while
+/// holding the allocator, so pods queued behind each other's `fsync`.
+#[derive(Debug, Default)]
+pub struct StateWriter {
+    /// The generation on disk; holding it is being the one writer.
+    written: tokio::sync::Mutex<u64>,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl StateWriter {
+    /// Returns once a state at least as new as `generation` is on disk.
+    pub async fn persist(
+        &self,
+        allocator: &tokio::sync::Mutex<PodIpAllocator>,
+        generation: u64,
+    ) -> Result<(), IpamError> {
+        let mut written = self.written.lock().await;
+        if *written >= generation {
+            // Written by whoever held the lock meanwhile.
+            return Ok(());
+        }
+        // The allocator stays locked while the file is written: `release` writes the
+        // same file, and the newest state must be the last one renamed into place.
+        // Allocations wait meanwhile and are all covered by the next write.
+        let allocator = allocator.lock().await;
+        let (latest, path, bytes) = allocator.snapshot()?;
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_state(&target, &bytes))
+            .await
+            .map_err(|e| IpamError::Io { op: "write", path, source: io::Error::other(e) })??;
+        drop(allocator);
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *written = latest;
+        Ok(())
+    }
+
+    /// How many writes this writer made.
+    pub fn writes(&self) -> usize {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -312,6 +389,36 @@ mod tests {
             PodIpAllocator::open(dir.path(), cidr("10.0.0.0/31")),
             Err(IpamError::CidrTooSmall(_))
         ));
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_allocations_share_writes_and_all_reach_the_disk() -> Result<(), IpamError> {
+        let dir = tempfile::tempdir().map_err(|source| IpamError::Io {
+            op: "tempdir",
+            path: PathBuf::from("/tmp"),
+            source,
+        })?;
+        let allocator = tokio::sync::Mutex::new(PodIpAllocator::open(dir.path(), cidr("10.244.3.0/24"))?);
+        let writer = StateWriter::default();
+        let starts = (0..50).map(|i| {
+            let (allocator, writer) = (&allocator, &writer);
+            async move {
+                let owner = format!("pod-{i}");
+                let (ip, generation) = allocator.lock().await.allocate_unsaved(&owner)?;
+                writer.persist(allocator, generation).await?;
+                Ok::<_, IpamError>((owner, ip))
+            }
+        });
+        let got = futures::future::join_all(starts).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let distinct: std::collections::BTreeSet<Ipv4Addr> = got.iter().map(|(_, ip)| *ip).collect();
+        assert_eq!(distinct.len(), 50);
+        assert!(writer.writes() < 50, "{} writes for 50 allocations", writer.writes());
+        // Everything handed out is on disk.
+        let reopened = PodIpAllocator::open(dir.path(), cidr("10.244.3.0/24"))?;
+        for (owner, ip) in &got {
+            assert_eq!(reopened.get(owner), Some(*ip), "{owner}");
+        }
         Ok(())
     }
 }
