@@ -176,3 +176,15 @@ pub fn mount_pods_tmpfs(dir: &std::path::Path) -> io::Result<()> {
             io::Error::new(io::Error::from(e).kind(), format!("mount tmpfs on {}: {e}", dir.display()))
         })
 }
+
+/// Caps glibc's malloc at two arenas for the calling process. The agent makes pod
+/// networks and root filesystems on short-lived blocking threads; each new thread
+/// could get an arena of its own (up to eight per core), and every arena keeps the
+/// memory it once held, so the agent's resident memory grew with each burst of pod
+/// starts before it levelled off. Call first thing, before other threads exist.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; no pointers are involved.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    }
+}

@@ -142,6 +142,9 @@ pub fn main() -> ExitCode {
     if let Command::NodeInit(args) = &cli.command {
         return node_init(args);
     }
+    if matches!(cli.command, Command::Node(_)) {
+        pier_sandbox::node::limit_malloc_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
