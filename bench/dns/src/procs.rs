@@ -69,38 +69,14 @@ impl Drop for Cleanup {
 
 /// On SIGINT, SIGTERM or SIGHUP: remove everything and exit with status 130.
 pub fn clean_up_on_signals() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal runtime")?;
-    let (mut int, mut term, mut hup) = {
-        let _entered = rt.enter();
-        (
-            signal(SignalKind::interrupt()).context("handling SIGINT")?,
-            signal(SignalKind::terminate()).context("handling SIGTERM")?,
-            signal(SignalKind::hangup()).context("handling SIGHUP")?,
-        )
-    };
-    std::thread::Builder::new()
-        .name("pbd-signals".to_string())
-        .spawn(move || {
-            let which = rt.block_on(async {
-                tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                    _ = hup.recv() => "SIGHUP",
-                }
-            });
-            let mut reg = registry();
-            eprintln!("{which}: stopping the benchmark's processes and removing its files");
-            for e in reg.clean() {
-                eprintln!("cleanup: {e}");
-            }
-            std::process::exit(130);
-        })
-        .context("starting the signal thread")?;
-    Ok(())
+    pier_bench_support::on_termination_signals("pbd-signals", |which| {
+        let mut reg = registry();
+        eprintln!("{which}: stopping the benchmark's processes and removing its files");
+        for e in reg.clean() {
+            eprintln!("cleanup: {e}");
+        }
+        std::process::exit(130);
+    })
 }
 
 /// Makes the benchmark's temporary directory, `pier-bench-dns-<pid>`, and records it.

@@ -102,39 +102,14 @@ impl Drop for Cleanup {
 /// registry's lock is held from the cleanup to the exit, so nothing made meanwhile
 /// escapes (everything is made while holding it).
 pub fn clean_up_on_signals() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal runtime")?;
-    // Registered now, on this thread, so a signal from here on is ours to handle.
-    let (mut int, mut term, mut hup) = {
-        let _entered = rt.enter();
-        (
-            signal(SignalKind::interrupt()).context("handling SIGINT")?,
-            signal(SignalKind::terminate()).context("handling SIGTERM")?,
-            signal(SignalKind::hangup()).context("handling SIGHUP")?,
-        )
-    };
-    std::thread::Builder::new()
-        .name("pbp-signals".to_string())
-        .spawn(move || {
-            let which = rt.block_on(async {
-                tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                    _ = hup.recv() => "SIGHUP",
-                }
-            });
-            let mut reg = registry();
-            eprintln!("{which}: removing the benchmark's namespaces and processes");
-            for e in reg.clean() {
-                eprintln!("cleanup: {e}");
-            }
-            std::process::exit(130);
-        })
-        .context("starting the signal thread")?;
-    Ok(())
+    pier_bench_support::on_termination_signals("pbp-signals", |which| {
+        let mut reg = registry();
+        eprintln!("{which}: removing the benchmark's namespaces and processes");
+        for e in reg.clean() {
+            eprintln!("cleanup: {e}");
+        }
+        std::process::exit(130);
+    })
 }
 
 /// Creates network namespace `name` and records it.

@@ -92,6 +92,43 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// On SIGINT, SIGTERM or SIGHUP, calls `on_signal` with the signal's name on a thread
+/// of its own (named `thread`); `on_signal` removes what the benchmark made and exits.
+/// The signals are registered before this returns, so from then on none is missed.
+pub fn on_termination_signals(
+    thread: &str,
+    on_signal: impl FnOnce(&'static str) + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    let (mut int, mut term, mut hup) = {
+        let _entered = rt.enter();
+        (
+            signal(SignalKind::interrupt()).context("handling SIGINT")?,
+            signal(SignalKind::terminate()).context("handling SIGTERM")?,
+            signal(SignalKind::hangup()).context("handling SIGHUP")?,
+        )
+    };
+    std::thread::Builder::new()
+        .name(thread.to_string())
+        .spawn(move || {
+            let which = rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP",
+                }
+            });
+            on_signal(which);
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
