@@ -183,11 +183,7 @@ impl Objects {
     }
 
     /// A stored object, with its `resourceVersion` set from the store's revision.
-    pub fn decode_kv(kv: &KeyValue) -> ApiResult<Value> {
-        Self::decode(kv)
-    }
-
-    fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
         let mut obj: Value = serde_json::from_slice(kv.value.as_ref())
             .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
         meta::set_resource_version(&mut obj, kv.mod_revision);

@@ -35,7 +35,7 @@ impl Watched {
     /// The object, with its `resourceVersion` set.
     pub fn into_value(self) -> ApiResult<Value> {
         match self {
-            Watched::Stored(kv) => crate::objects::Objects::decode_kv(&kv),
+            Watched::Stored(kv) => crate::objects::Objects::decode(&kv),
             Watched::Decoded(v) => Ok(v),
         }
     }

@@ -233,7 +233,8 @@ pub(crate) fn candidates(program: &str, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Keeps an fd number valid for the child while the parent holds the owner.
+/// The fd number the child dups onto a standard stream; the caller keeps the owner
+/// open until `launch` returns.
 pub(crate) fn raw(fd: &Option<OwnedFd>) -> Option<RawFd> {
     fd.as_ref().map(AsRawFd::as_raw_fd)
 }
