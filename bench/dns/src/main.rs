@@ -24,7 +24,12 @@
 //!    query's send to the kernel's receive timestamp of the reply; the median
 //!    over `--reps` runs of each run's p50 and p99. (dnsperf -v, whose sender and
 //!    receiver threads share the client core, adds milliseconds of its own at the
-//!    tail; `--dnsperf-latency` shows it too.) Goals: more QPS than unbound; at
+//!    tail; `--dnsperf-latency` shows it too.) Taking turns with the two servers
+//!    at the same rate: the floor (`floor`), a responder pinned to the same core
+//!    that turns each query around without any DNS work, batched as Pier's
+//!    workers are: the latency this machine, core and client allow at all. Before
+//!    the runs a loop spins on the server core and counts the gaps in which the
+//!    core was taken away. Goals: more QPS than unbound; at
 //!    least 51,000 QPS (3x CoreDNS's published ~17,000 per core); p99 < 1 ms at
 //!    50 % of peak.
 //! 2. Memory per 1,000 Services: the server process's RSS with 10,000 Services in
@@ -57,6 +62,7 @@
 mod client;
 mod creation;
 mod dnsperf;
+mod floor;
 mod objects;
 mod probe;
 mod procs;
@@ -90,6 +96,8 @@ const TOOLS: [&str; 2] = ["dnsperf", "own"];
 /// A run in which other work took more than this share of the server core was
 /// disturbed.
 const DISTURBED: f64 = 0.1;
+/// The no-work responder's name in the latency runs.
+const FLOOR: &str = "floor";
 /// Let a process settle before its RSS is read.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -163,6 +171,12 @@ struct Args {
     /// Internal: be the benchmark's own load client (started by the benchmark itself).
     #[arg(long, hide = true)]
     child_client: bool,
+    /// Internal: be the floor responder (started by the benchmark itself).
+    #[arg(long, hide = true)]
+    child_floor: bool,
+    /// Internal: be the stall probe, spinning for `--secs` (started by the benchmark itself).
+    #[arg(long, hide = true)]
+    child_stalls: bool,
     #[arg(long, hide = true)]
     client_server: Option<std::net::SocketAddr>,
     #[arg(long, hide = true)]
@@ -288,6 +302,8 @@ struct Report {
     memory: Memory,
     peak: Vec<Peak>,
     latency: Vec<Latency>,
+    /// The server core's stalls, measured by spinning on it before the latency runs.
+    server_core_stalls: floor::Stalls,
     creation: Creation,
     goals: Vec<Goal>,
     all_pass: bool,
@@ -299,6 +315,12 @@ fn main() -> anyhow::Result<()> {
         let layout =
             Layout { services: args.services.unwrap_or(0), namespaces: args.namespaces.unwrap_or(1) };
         return servers::child_main(layout, servers::LOOPBACK, args.udp_workers);
+    }
+    if args.child_floor {
+        return floor::child_main();
+    }
+    if args.child_stalls {
+        return floor::stalls_child_main(args.secs.unwrap_or(10));
     }
     if args.child_client {
         let (Some(server), Some(rate), Some(queries)) =
@@ -586,12 +608,28 @@ fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
         settings.reps,
         settings.secs,
     );
+    let stalls = floor::stalls(settings.server_core, settings.secs).context("the stall probe")?;
+    println!(
+        "  the server core, spun on for {:.0} s before the runs: {} stalls over {} µs ({} over 1 ms, the longest \
+         {:.1} ms), {:.2} % of the time lost; a server on that core cannot answer meanwhile",
+        stalls.secs,
+        stalls.count,
+        floor::STALL.as_micros(),
+        stalls.over_1ms,
+        stalls.max_ms,
+        stalls.lost_share * 100.0
+    );
+    // The floor takes turns with the servers at the same rate: what this core and
+    // this client allow a responder that does no work at all.
+    let floor = floor::Floor::start(settings.server_core).context("starting the floor responder")?;
+    let mut lat_targets = targets.clone();
+    lat_targets.push((FLOOR, floor.addr, floor.pid));
     let ticks = procs::ticks_per_sec();
-    let mut lat_runs: Vec<Vec<LatencyRun>> = (0..targets.len()).map(|_| Vec::new()).collect();
+    let mut lat_runs: Vec<Vec<LatencyRun>> = (0..lat_targets.len()).map(|_| Vec::new()).collect();
     for rep in 0..settings.reps {
-        for k in 0..targets.len() {
-            let t = (rep + k) % targets.len();
-            let (name, addr, pid) = targets[t];
+        for k in 0..lat_targets.len() {
+            let t = (rep + k) % lat_targets.len();
+            let (name, addr, pid) = lat_targets[t];
             let cpu_before = procs::cpu_secs(pid, ticks)?;
             let cores_before = procs::cpu_ticks();
             let started = std::time::Instant::now();
@@ -634,8 +672,9 @@ fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
             lat_runs[t].push(LatencyRun { run, server_cpu, latency_us: s });
         }
     }
+    drop(floor);
     let mut latency = Vec::new();
-    for ((name, addr, pid), runs) in targets.iter().zip(lat_runs) {
+    for ((name, addr, pid), runs) in lat_targets.iter().zip(lat_runs) {
         let l = Latency {
             server: name,
             offered_qps: rate,
@@ -654,7 +693,7 @@ fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
             l.lost
         );
         latency.push(l);
-        if args.dnsperf_latency {
+        if args.dnsperf_latency && *name != FLOOR {
             let paced_dnsperf = dnsperf::Load {
                 rate: Some(rate),
                 per_query: true,
@@ -742,7 +781,17 @@ fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     machine.load_at_end = pier_bench_support::loadavg();
     println!("load at end {}", machine.load_at_end);
     let all_pass = goals.iter().all(|g| g.pass);
-    let report = Report { machine, settings, memory, peak, latency, creation, goals, all_pass };
+    let report = Report {
+        machine,
+        settings,
+        memory,
+        peak,
+        latency,
+        server_core_stalls: stalls,
+        creation,
+        goals,
+        all_pass,
+    };
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -846,6 +895,11 @@ fn goals(settings: &Settings, peak: &[Peak], latency: &[Latency], creation: &Cre
             .find(|l| l.server == "unbound")
             .map(|u| format!("; unbound p99 {:.0} µs at the same rate", u.p99_us))
             .unwrap_or_default();
+        let floor = latency
+            .iter()
+            .find(|l| l.server == FLOOR)
+            .map(|f| format!("; the floor (a responder doing no DNS work) p99 {:.0} µs", f.p99_us))
+            .unwrap_or_default();
         goals.push(Goal {
             name: format!(
                 "p99 latency at {:.0} % of peak ({} QPS), median of {} runs",
@@ -853,7 +907,7 @@ fn goals(settings: &Settings, peak: &[Peak], latency: &[Latency], creation: &Cre
                 l.offered_qps,
                 l.runs.len()
             ),
-            measured: format!("{:.0} µs (p50 {:.0} µs){anchor}{small}", l.p99_us, l.p50_us),
+            measured: format!("{:.0} µs (p50 {:.0} µs){anchor}{floor}{small}", l.p99_us, l.p50_us),
             goal: format!("< {GOAL_P99_US:.0} µs"),
             pass: l.p99_us < GOAL_P99_US && l.lost == 0 && l.not_noerror == 0,
         });

@@ -7,10 +7,13 @@
 //!
 //! Every listen address gets [`DnsConfig::udp_workers`] UDP sockets on one port
 //! (`SO_REUSEPORT`, the kernel spreading clients over them by address and port),
-//! each served by its own OS thread blocking in `recv_from`, and a TCP listener on
-//! the same port. A UDP thread handles a packet start to end without allocating or
-//! spawning anything: parse ([`pier_dns::Query::parse`]), answer from the current
-//! index ([`pier_dns::answer()`]), encode into the thread's reused buffer, send.
+//! each served by its own OS thread blocking in `recvmmsg`, and a TCP listener on
+//! the same port. A UDP thread reads every query already queued (up to 32) in one
+//! call and sends their answers in one `sendmmsg`, so that a backlog (the thread
+//! held up) is worked off at a fraction of the per-datagram cost. It handles each
+//! query start to end without allocating or spawning anything: parse
+//! ([`pier_dns::Query::parse`]), answer from the current index
+//! ([`pier_dns::answer()`]), encode into the thread's reused buffer for that slot.
 //! Malformed queries get FORMERR when they have a readable header, else nothing.
 //! (`SO_REUSEPORT` also lets a second copy of the server, run by the same user on
 //! the same port, share the traffic: run one per node.)

@@ -163,6 +163,42 @@ async fn garbage_gets_formerr_over_udp_or_is_dropped() {
 }
 
 #[tokio::test]
+async fn a_burst_with_garbage_among_the_queries_is_answered_query_by_query() {
+    // One worker: queries sent back to back pile up behind it and are read in
+    // batches, so every answer must still go to its own query.
+    let dns = serve(cluster(), DnsConfig { udp_workers: 1, ..config() });
+    let udp = Udp::new().await;
+    let mut expected = std::collections::BTreeMap::new();
+    // Few enough that all the replies fit in the client socket's receive buffer.
+    for id in 0..120u16 {
+        match id % 10 {
+            3 => {
+                udp.send(dns.addr, &two_questions(id)).await;
+                expected.insert(id, (ResponseCode::FormErr, 0));
+            }
+            // Too short for a header: dropped, and nothing else with it.
+            7 => udp.send(dns.addr, &[0xde, 0xad]).await,
+            k => {
+                let (name, found) = if k % 2 == 0 {
+                    ("web.default.svc.cluster.local.", 1)
+                } else {
+                    ("nope.default.svc.cluster.local.", 0)
+                };
+                udp.send(dns.addr, &query(id, name, HType::A, None)).await;
+                let rcode = if found == 1 { ResponseCode::NoError } else { ResponseCode::NXDomain };
+                expected.insert(id, (rcode, found));
+            }
+        }
+    }
+    let mut got = std::collections::BTreeMap::new();
+    for _ in 0..expected.len() {
+        let msg = parse(&udp.recv().await);
+        got.insert(msg.metadata.id, (rcode(&msg), msg.answers.len()));
+    }
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
 async fn garbage_gets_formerr_over_tcp_and_the_connection_goes_on() {
     let dns = serve(cluster(), config());
     let packets = vec![
