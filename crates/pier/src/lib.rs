@@ -44,6 +44,23 @@ enum Command {
     },
 }
 
+/// `pier app NAME [ARGS...]`: the name and its arguments, taken without the
+/// command-line parser. A pod of a built-in image starts this binary for every
+/// container, and building the whole parser and the log subscriber was a third of
+/// what such a start cost. Anything else (`pier app --help`, words that are not
+/// UTF-8) goes through the parser, which explains itself.
+fn app_words(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<Vec<String>> {
+    let mut args = args.into_iter().skip(1);
+    if args.next()? != "app" {
+        return None;
+    }
+    let words: Vec<String> = args.map(|a| a.into_string().ok()).collect::<Option<_>>()?;
+    match words.first() {
+        Some(name) if !name.starts_with('-') => Some(words),
+        _ => None,
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 struct NodeArgs {
     #[arg(long)]
@@ -125,6 +142,9 @@ struct UpArgs {
 
 /// Runs the command line and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
+    if let Some(app) = app_words(std::env::args_os()) {
+        return pier_apps::run(&app[0], &app[1..]);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -542,6 +562,24 @@ mod tests {
     fn cluster_names_follow_data_dirs() {
         assert_eq!(derive_cluster_name(std::path::Path::new("/var/lib/pier")), "pier");
         assert_eq!(derive_cluster_name(std::path::Path::new("/tmp/Cluster_B")), "pier-cluster-b");
+    }
+
+    #[test]
+    fn app_words_are_taken_only_for_a_plain_app_start() {
+        let words = |args: &[&str]| app_words(args.iter().map(std::ffi::OsString::from));
+        assert_eq!(
+            words(&["pier", "app", "kubia", "--port", "9090"]),
+            Some(vec!["kubia".to_string(), "--port".to_string(), "9090".to_string()])
+        );
+        assert_eq!(words(&["pier", "app", "pause"]), Some(vec!["pause".to_string()]));
+        assert_eq!(words(&["pier", "app"]), None);
+        assert_eq!(words(&["pier", "app", "--help"]), None);
+        assert_eq!(words(&["pier", "up", "app"]), None);
+        assert_eq!(words(&["pier"]), None);
+        use std::os::unix::ffi::OsStringExt;
+        let odd = ["pier", "app", "kubia"].map(std::ffi::OsString::from).into_iter();
+        let odd = odd.chain([std::ffi::OsString::from_vec(vec![0xff])]);
+        assert_eq!(app_words(odd), None, "not UTF-8: left to the parser");
     }
 
     #[test]
