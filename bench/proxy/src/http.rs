@@ -5,7 +5,11 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 
 /// The body of `GET /`.
 pub const SMALL_BODY: &[u8] = b"You've hit pier-bench-proxy\n";
@@ -18,16 +22,48 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest `/bytes/<n>` the server sends.
 const MAX_BYTES: u64 = 1 << 40;
 
+/// The CPU the server threads serve new connections on (`usize::MAX`: any).
+static SERVER_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// From now on, connections are served on `cpu` (`None`: on any CPU). Which CPU a
+/// server thread ran on relative to the client decided a keep-alive connection's
+/// latency more than its path did (a connection's p50 was 25 or 90 µs by luck of
+/// placement, the same for either path), so the latency runs fix it.
+pub fn serve_connections_on(cpu: Option<usize>) {
+    SERVER_CPU.store(cpu.unwrap_or(usize::MAX), Ordering::Relaxed);
+}
+
+/// Pins the calling thread to `cpu`, or lets it run anywhere again (`None`).
+pub fn pin_this_thread(cpu: Option<usize>) -> io::Result<()> {
+    let mut set = CpuSet::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted: Vec<usize> = match cpu {
+        Some(c) => vec![c],
+        None => (0..cpus.min(CpuSet::count())).collect(),
+    };
+    for c in wanted {
+        set.set(c).map_err(io::Error::from)?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(io::Error::from)
+}
+
 /// Serves `listener` from `threads` threads, each taking one connection at a time.
 pub fn serve(listener: TcpListener, threads: usize) -> io::Result<()> {
     for i in 0..threads {
         let listener = listener.try_clone()?;
         std::thread::Builder::new().name(format!("pbp-server-{i}")).spawn(move || {
             let chunk = vec![b'x'; CHUNK];
+            let mut pinned = usize::MAX;
             loop {
                 match listener.accept() {
                     // A failed connection concerns its client only; the client reports it.
-                    Ok((stream, _)) => drop(handle(stream, &chunk)),
+                    Ok((stream, _)) => {
+                        let cpu = SERVER_CPU.load(Ordering::Relaxed);
+                        if cpu != pinned && pin_this_thread((cpu != usize::MAX).then_some(cpu)).is_ok() {
+                            pinned = cpu;
+                        }
+                        drop(handle(stream, &chunk))
+                    }
                     // Out of descriptors or similar: let it pass.
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }

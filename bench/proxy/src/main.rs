@@ -52,7 +52,7 @@ use pier_nft::Family;
 use pier_proxy::{build, render_partial, ProxyModel, RenderConfig};
 use serde::Serialize;
 
-use measure::Target;
+use measure::{Cpus, Target};
 use netns::{Topology, CLUSTER_IP, GATEWAY, HAPROXY_PORT, SERVER_IP, SERVER_PORT, SERVICE_PORT};
 use services::Objects;
 
@@ -116,6 +116,10 @@ struct Args {
     /// Server threads per server pod (connections served at once).
     #[arg(long, default_value_t = 16)]
     server_threads: usize,
+    /// The client's and the server's CPU during the request-latency runs (default: 0 and
+    /// the last CPU), the same for every path.
+    #[arg(long, value_delimiter = ',')]
+    latency_cpus: Option<Vec<usize>>,
     /// Tiny run that only checks everything works (finishes in seconds; used by CI).
     #[arg(long)]
     smoke: bool,
@@ -137,6 +141,7 @@ struct Settings {
     changes: usize,
     haproxy_bin: Option<PathBuf>,
     server_threads: usize,
+    latency_cpus: Cpus,
     smoke: bool,
 }
 
@@ -363,6 +368,12 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     if let Some(bad) = services.iter().find(|&&n| n == 0 || n > services::MAX_SERVICES) {
         bail!("--services: {bad} is not within 1..={}", services::MAX_SERVICES);
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let latency_cpus = match args.latency_cpus.as_deref() {
+        None => Cpus { client: 0, server: cpus - 1 },
+        Some(&[client, server]) if client < cpus && server < cpus => Cpus { client, server },
+        Some(other) => bail!("--latency-cpus {other:?}: two CPUs below {cpus}, client first"),
+    };
     let settings = Settings {
         services,
         endpoints: pick(args.endpoints, 10, 10),
@@ -374,6 +385,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         changes: pick(args.changes, 50, 10),
         haproxy_bin: if args.no_haproxy { None } else { haproxy_bin(args.haproxy_bin.as_deref()) },
         server_threads: args.server_threads,
+        latency_cpus,
         smoke,
     };
     if !(1..=1000).contains(&settings.endpoints) {
@@ -525,11 +537,15 @@ fn data_plane(settings: &Settings, node: &Node, haproxy: bool) -> anyhow::Result
     }
 
     let latency = |keepalive: bool, label: &str| -> anyhow::Result<Vec<PathLatency>> {
-        let samples = measure::request_latency(worker, &targets, settings.requests, keepalive)
-            .with_context(|| format!("latency, {label}"))?;
+        let samples =
+            measure::request_latency(worker, &targets, settings.requests, keepalive, settings.latency_cpus)
+                .with_context(|| format!("latency, {label}"))?;
         let sums = samples.iter().map(|s| Summary::of(s)).collect::<anyhow::Result<Vec<_>>>()?;
         let (d50, d99) = (sums[0].p50, sums[0].p99);
-        println!("  request latency, {label}, {} requests per path, paths taking turns:", settings.requests);
+        println!(
+            "  request latency, {label}, {} requests per path, paths taking turns, client on CPU {}, server on CPU {}:",
+            settings.requests, settings.latency_cpus.client, settings.latency_cpus.server
+        );
         let out: Vec<PathLatency> = targets
             .iter()
             .zip(sums)

@@ -76,21 +76,46 @@ pub fn transfer(worker: &NsWorker, target: &Target, total: u64, conns: usize) ->
 /// `requests` small `GET /` per target, in µs, the targets taking turns request by
 /// request (so load on the machine hits them alike). `keepalive`: one connection per
 /// target for all its requests; else a new connection per request, timed from
-/// `connect` to the last byte of the response.
+/// `connect` to the last byte of the response. `cpus`: the client's and the server's
+/// CPU while measuring, the same for every target.
 pub fn request_latency(
     worker: &NsWorker,
     targets: &[Target],
     requests: usize,
     keepalive: bool,
+    cpus: Cpus,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
     let targets = targets.to_vec();
-    worker.run(move || -> anyhow::Result<Vec<Vec<f64>>> {
+    crate::http::serve_connections_on(Some(cpus.server));
+    let result = worker.run(move || -> anyhow::Result<Vec<Vec<f64>>> {
+        crate::http::pin_this_thread(Some(cpus.client)).context("pinning the client")?;
+        let result = request_latency_here(&targets, requests, keepalive);
+        crate::http::pin_this_thread(None).context("unpinning the client")?;
+        result
+    });
+    crate::http::serve_connections_on(None);
+    result?
+}
+
+/// Where the client and the server run during the latency runs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Cpus {
+    pub client: usize,
+    pub server: usize,
+}
+
+fn request_latency_here(
+    targets: &[Target],
+    requests: usize,
+    keepalive: bool,
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    {
         let m = targets.len();
         let mut out = vec![Vec::with_capacity(requests); m];
         let mut sink = [0u8; 4096];
         if keepalive {
             let mut clients = Vec::with_capacity(m);
-            for t in &targets {
+            for t in targets {
                 let stream =
                     connect(t.addr).with_context(|| format!("connecting to {} {}", t.name, t.addr))?;
                 clients.push(Client::new(stream)?);
@@ -124,7 +149,7 @@ pub fn request_latency(
             }
         }
         Ok(out)
-    })?
+    }
 }
 
 /// `n` TCP connects to each of `a` and `b` (alternating which goes first), in µs: the
