@@ -31,6 +31,8 @@ fn micros(t: Instant) -> f64 {
 
 /// One large transfer: `conns` connections, each `GET /bytes/<total/conns>`, started
 /// together (after connecting). Seconds from the first request sent to the last byte.
+/// Client and server threads run where the scheduler puts them: the machine's
+/// throughput, not one pair of cores'.
 pub fn transfer(worker: &NsWorker, target: &Target, total: u64, conns: usize) -> anyhow::Result<f64> {
     let (addr, name) = (target.addr, target.name);
     worker.run(move || -> anyhow::Result<f64> {
@@ -97,7 +99,7 @@ pub fn request_latency(
     result?
 }
 
-/// Where the client and the server run during the latency runs.
+/// Where the client and the server run during the request-latency runs.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Cpus {
     pub client: usize,
