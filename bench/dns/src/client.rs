@@ -22,7 +22,7 @@ use std::io::{ErrorKind, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -122,13 +122,8 @@ impl Client {
         let out_path = dir.join(format!("client-{label}.json"));
         let out =
             std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
-        let exe = std::env::current_exe().context("finding this binary")?;
-        let mut cmd = Command::new("taskset");
-        cmd.arg("-c")
-            .arg(self.core.to_string())
-            .arg(exe)
-            .arg("--child-client")
-            .args(["--client-server", &server.to_string(), "--client-rate", &rate.to_string()])
+        let mut cmd = procs::this_binary_on(self.core, "--child-client")?;
+        cmd.args(["--client-server", &server.to_string(), "--client-rate", &rate.to_string()])
             .args(["--outstanding", &window.max(1).to_string()])
             .args(["--secs", &self.secs.to_string(), "--clients", &self.sockets.to_string()])
             .arg("--client-queries")

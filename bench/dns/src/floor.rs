@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -100,15 +100,8 @@ pub struct Floor {
 
 impl Floor {
     pub fn start(core: usize) -> anyhow::Result<Floor> {
-        let exe = std::env::current_exe().context("finding this binary")?;
-        let mut cmd = Command::new("taskset");
-        cmd.arg("-c")
-            .arg(core.to_string())
-            .arg(exe)
-            .arg("--child-floor")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        let mut cmd = procs::this_binary_on(core, "--child-floor")?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut stdout = None;
         let pid = procs::spawn(cmd, |child| stdout = child.stdout.take())
             .context("starting the floor responder (taskset)")?;
@@ -155,12 +148,7 @@ pub struct Stalls {
 /// Spins on `core` for `secs` (in a child pinned with `taskset`, so that this
 /// process's own threads stay where they are) and reports the gaps.
 pub fn stalls(core: usize, secs: u64) -> anyhow::Result<Stalls> {
-    let exe = std::env::current_exe().context("finding this binary")?;
-    let out = Command::new("taskset")
-        .arg("-c")
-        .arg(core.to_string())
-        .arg(exe)
-        .arg("--child-stalls")
+    let out = procs::this_binary_on(core, "--child-stalls")?
         .args(["--secs", &secs.to_string()])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

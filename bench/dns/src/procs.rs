@@ -212,6 +212,15 @@ pub fn kernel() -> String {
 
 /// Where `program` is: `/usr/sbin/<program>` or `/usr/bin/<program>` if there, else
 /// the first on PATH.
+/// This benchmark's binary in one of its internal roles (`--child-...`), pinned to
+/// `core` with `taskset` (its threads included).
+pub fn this_binary_on(core: usize, role: &str) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c").arg(core.to_string()).arg(exe).arg(role);
+    Ok(cmd)
+}
+
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let fixed = ["/usr/sbin", "/usr/bin"].iter().map(|d| Path::new(d).join(program));
     let on_path = std::env::var_os("PATH")

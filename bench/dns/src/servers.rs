@@ -102,13 +102,8 @@ pub struct PierServer {
 
 impl PierServer {
     pub fn start(core: usize, layout: Layout, udp_workers: usize) -> anyhow::Result<PierServer> {
-        let exe = std::env::current_exe().context("finding this binary")?;
-        let mut cmd = Command::new("taskset");
-        cmd.arg("-c")
-            .arg(core.to_string())
-            .arg(exe)
-            .arg("--child-serve")
-            .args(["--services", &layout.services.to_string()])
+        let mut cmd = procs::this_binary_on(core, "--child-serve")?;
+        cmd.args(["--services", &layout.services.to_string()])
             .args(["--namespaces", &layout.namespaces.to_string()])
             .args(["--udp-workers", &udp_workers.to_string()])
             .stdin(Stdio::piped())
