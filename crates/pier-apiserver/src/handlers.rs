@@ -1176,8 +1176,8 @@ fn write_scope(res: &ResourceDef, part: Part) -> pier_apply::Scope<'static> {
 /// The managers a write starts from: the live object's, unless the request brings its
 /// own list. As upstream: an absent or empty list keeps the live one, `[{}]` clears it,
 /// and a list that cannot be read is ignored (a write never fails over bookkeeping).
-fn incoming_managed(current: Option<&Value>, desired: &Value) -> pier_apply::ManagedFields {
-    let live = current.and_then(|c| pier_apply::ManagedFields::from_object(c).ok()).unwrap_or_default();
+fn incoming_managed(live: Option<&pier_apply::ManagedFields>, desired: &Value) -> pier_apply::ManagedFields {
+    let live = live.cloned().unwrap_or_default();
     match desired.pointer("/metadata/managedFields") {
         None | Some(Value::Null) => live,
         Some(Value::Array(a)) if a.is_empty() => live,
@@ -1218,7 +1218,8 @@ fn track_write(
     if part == Part::Finalize {
         return;
     }
-    let start = incoming_managed(current, next);
+    let live = current.and_then(|c| pier_apply::ManagedFields::from_object(c).ok());
+    let start = incoming_managed(live.as_ref(), next);
     let manager = write.field_manager.as_deref().unwrap_or_default();
     let api_version = res.api_version();
     let now = meta::now_rfc3339();
@@ -1231,7 +1232,6 @@ fn track_write(
     };
     let schema = pier_schema::patch_schema(res.schema_name);
     let after = pier_apply::update(schema, current, next, &start, &w);
-    let live = current.and_then(|c| pier_apply::ManagedFields::from_object(c).ok());
     match current {
         Some(c) if live.as_ref() == Some(&after) => store_managed(c, &after, &after, next),
         _ => after.write_to(next),

@@ -108,13 +108,35 @@ fn without_managed(value: &Value) -> Value {
     v
 }
 
+/// The top-level fields of `value` that `scope` covers, `metadata` without
+/// `managedFields`: what an update is compared on. Fields out of scope (a status
+/// write's `spec`, a main write's `status`) would only be compared in full and then
+/// filtered away, and each write compared two copies of the whole object.
+fn in_scope(value: &Value, scope: Scope) -> Value {
+    let Some(fields) = value.as_object() else { return without_managed(value) };
+    let mut out = Map::new();
+    for (k, v) in fields.iter().filter(|(k, _)| scope.allows(Some(k))) {
+        let v = match (k.as_str(), v) {
+            ("metadata", Value::Object(meta)) => Value::Object(
+                meta.iter()
+                    .filter(|(m, _)| *m != "managedFields")
+                    .map(|(m, v)| (m.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), v);
+    }
+    Value::Object(out)
+}
+
 /// What a write is compared against when the live object lacks top-level structs:
 /// upstream compares Go values, in which top-level structs (`spec`, `status`) always
 /// exist, so writing the first `status` does not make the writer own `.status` itself.
-fn skeleton<S: ApplySchema>(schema: Option<S>, new: &Value) -> Value {
+fn skeleton<S: ApplySchema>(schema: Option<S>, new: &Value, scope: Scope) -> Value {
     let mut out = Map::new();
     if let (Some(s), Some(fields)) = (schema, new.as_object()) {
-        for (k, v) in fields {
+        for (k, v) in fields.iter().filter(|(k, _)| scope.allows(Some(k))) {
             let is_struct = s.field(k).is_some_and(|f| matches!(f.shape(), Shape::Struct { atomic: false }));
             if k != "metadata" && is_struct && v.is_object() {
                 out.insert(k.clone(), Value::Object(Map::new()));
@@ -141,13 +163,13 @@ pub fn update<S: ApplySchema>(
     managed: &ManagedFields,
     write: &Write,
 ) -> ManagedFields {
-    let mut before = skeleton(schema, new);
+    let mut before = skeleton(schema, new, write.scope);
     if let (Some(l), Value::Object(b)) = (live, &mut before) {
-        if let Value::Object(fields) = without_managed(l) {
+        if let Value::Object(fields) = in_scope(l, write.scope) {
             b.extend(fields);
         }
     }
-    let after = without_managed(new);
+    let after = in_scope(new, write.scope);
     let mut cmp = Comparison::default();
     compare(schema, Some(&before), Some(&after), &Path::root(), &mut cmp);
     let cmp = filter(cmp, write.scope);
