@@ -111,47 +111,44 @@ fn request_latency_here(
     requests: usize,
     keepalive: bool,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
-    {
-        let m = targets.len();
-        let mut out = vec![Vec::with_capacity(requests); m];
-        let mut sink = [0u8; 4096];
-        if keepalive {
-            let mut clients = Vec::with_capacity(m);
-            for t in targets {
-                let stream =
-                    connect(t.addr).with_context(|| format!("connecting to {} {}", t.name, t.addr))?;
-                clients.push(Client::new(stream)?);
-            }
-            for i in 0..WARMUP + requests {
-                for k in 0..m {
-                    let p = (i + k) % m;
-                    let started = Instant::now();
-                    clients[p]
-                        .get("/", false, &mut sink)
-                        .with_context(|| format!("GET / from {} (keep-alive)", targets[p].name))?;
-                    if i >= WARMUP {
-                        out[p].push(micros(started));
-                    }
-                }
-            }
-        } else {
-            for i in 0..WARMUP + requests {
-                for k in 0..m {
-                    let p = (i + k) % m;
-                    let t = &targets[p];
-                    let started = Instant::now();
-                    let stream =
-                        connect(t.addr).with_context(|| format!("connecting to {} {}", t.name, t.addr))?;
-                    let mut client = Client::new(stream)?;
-                    client.get("/", true, &mut sink).with_context(|| format!("GET / from {}", t.name))?;
-                    if i >= WARMUP {
-                        out[p].push(micros(started));
-                    }
+    let m = targets.len();
+    let mut out = vec![Vec::with_capacity(requests); m];
+    let mut sink = [0u8; 4096];
+    if keepalive {
+        let mut clients = Vec::with_capacity(m);
+        for t in targets {
+            let stream = connect(t.addr).with_context(|| format!("connecting to {} {}", t.name, t.addr))?;
+            clients.push(Client::new(stream)?);
+        }
+        for i in 0..WARMUP + requests {
+            for k in 0..m {
+                let p = (i + k) % m;
+                let started = Instant::now();
+                clients[p]
+                    .get("/", false, &mut sink)
+                    .with_context(|| format!("GET / from {} (keep-alive)", targets[p].name))?;
+                if i >= WARMUP {
+                    out[p].push(micros(started));
                 }
             }
         }
-        Ok(out)
+    } else {
+        for i in 0..WARMUP + requests {
+            for k in 0..m {
+                let p = (i + k) % m;
+                let t = &targets[p];
+                let started = Instant::now();
+                let stream =
+                    connect(t.addr).with_context(|| format!("connecting to {} {}", t.name, t.addr))?;
+                let mut client = Client::new(stream)?;
+                client.get("/", true, &mut sink).with_context(|| format!("GET / from {}", t.name))?;
+                if i >= WARMUP {
+                    out[p].push(micros(started));
+                }
+            }
+        }
     }
+    Ok(out)
 }
 
 /// `n` TCP connects to each of `a` and `b` (alternating which goes first), in µs: the
