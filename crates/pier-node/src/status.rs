@@ -62,8 +62,11 @@ pub struct PodView {
     pub containers: Vec<ContainerView>,
 }
 
+/// The API carries times to the second; a status computed with finer times would never
+/// equal the one read back, and every recomputation would write it again (the kubelet's
+/// status manager normalizes to seconds for the same reason).
 fn time(t: Timestamp) -> Time {
-    Time(t)
+    Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
 }
 
 fn terminated(t: &Terminated) -> ContainerStateTerminated {
@@ -341,6 +344,21 @@ mod tests {
         assert_eq!(ready(&third).reason.as_deref(), Some("ContainersNotReady"));
         assert_eq!(ready(&third).message.as_deref(), Some("containers with unready status: [kubia]"));
         assert_eq!(ready(&third).last_transition_time, Some(Time(later)));
+    }
+
+    #[test]
+    fn a_status_read_back_from_the_api_is_not_written_again() {
+        let started =
+            Timestamp::from_second(1_800_000_000).expect("time") + std::time::Duration::from_millis(250);
+        let now = started + std::time::Duration::from_millis(500);
+        let mut v = view("Always", vec![container(State::Running { started_at: started })]);
+        v.start_time = started;
+        let written = pod_status(&Pod::default(), &v, now);
+        let json = serde_json::to_string(&written).expect("encode");
+        let read_back: PodStatus = serde_json::from_str(&json).expect("decode");
+        let pod = Pod { status: Some(read_back), ..Pod::default() };
+        let again = pod_status(&pod, &v, now + std::time::Duration::from_millis(100));
+        assert_eq!(again, written);
     }
 
     #[test]
