@@ -5,6 +5,11 @@
 //! Also the node agent's memory per pod ((RSS with N pods - RSS with none) / N) and
 //! its idle CPU with N pods running.
 //!
+//! Before the images, once per run, the floor (`floor.rs`): the same N pods'
+//! networks, roots and processes made directly with `pier-sandbox` in a throwaway
+//! namespace, with no API server. Its time to start them all is the lowest p99 the
+//! node could reach on this machine; `--no-floor` skips it.
+//!
 //! ```text
 //! cargo build --release -p pier -p pier-bench-node
 //! $CARGO_TARGET_DIR/release/pier-bench-node --image registry.k8s.io/pause --image luksa/kubia
@@ -14,6 +19,7 @@
 //! Each image gets a fresh cluster (so the agent's baseline memory is its own); each
 //! run uses a fresh namespace, deleted (and its pods' processes gone) before the next.
 
+mod floor;
 mod procfs;
 
 use std::collections::HashMap;
@@ -68,6 +74,10 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Skip the floor (the same pods' networks, roots and processes made directly,
+    /// with no API server), which otherwise runs once per run before the images.
+    #[arg(long)]
+    no_floor: bool,
 }
 
 /// The settings a run used, after `--smoke`.
@@ -81,6 +91,7 @@ struct Settings {
     idle_seconds: u64,
     timeout_s: u64,
     smoke: bool,
+    floor: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,11 +213,21 @@ struct Report {
     machine: Machine,
     settings: Settings,
     goal_p99_ms: f64,
+    /// The floor, once per run: the pods' kernel work alone.
+    floor: Vec<floor::FloorResult>,
     images: Vec<ImageResult>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    // The floor's child unshares namespaces, which needs a process without threads.
+    if argv.get(1).map(String::as_str) == Some(floor::CHILD_FLAG) {
+        return floor::child_main(&argv[2..]);
+    }
+    tokio::runtime::Runtime::new().context("starting a runtime")?.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = settings(&args)?;
     let mut machine = machine();
@@ -218,13 +239,35 @@ async fn main() -> anyhow::Result<()> {
          excluding image pulls)",
         settings.pods, settings.concurrency, settings.runs
     );
+    let mut floors = Vec::new();
+    if settings.floor {
+        for run in 1..=settings.runs {
+            let (pods, bin) = (settings.pods, settings.pier_bin.clone());
+            let f = tokio::task::spawn_blocking(move || floor::measure(pods, &bin))
+                .await
+                .context("the floor's task")?
+                .with_context(|| format!("floor run {run}"))?;
+            let per_pod = Summary::of(f.started_ms.clone());
+            println!(
+                "floor run {run} ({} pods at once, no API: network, root and process per pod): all started in \
+                 {:.0} ms ({}); CPU node {:.0} ms, pods {:.0} ms, whole machine {:.0} ms",
+                f.pods,
+                f.all_started_ms,
+                Summary::text(&per_pod),
+                f.node_cpu_ms,
+                f.pods_cpu_ms,
+                f.machine_cpu_ms
+            );
+            floors.push(f);
+        }
+    }
     let mut images = Vec::new();
     for image in &settings.images {
         println!("image {image}");
         images.push(bench_image(&settings, image).await.with_context(|| format!("image {image}"))?);
     }
     machine.load_at_end = loadavg();
-    let report = Report { machine, settings, goal_p99_ms: GOAL_P99_MS, images };
+    let report = Report { machine, settings, goal_p99_ms: GOAL_P99_MS, floor: floors, images };
     println!("load at end {}", report.machine.load_at_end);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
@@ -266,6 +309,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         idle_seconds: args.idle_seconds.unwrap_or(if args.smoke { 5 } else { 10 }),
         timeout_s: args.timeout,
         smoke: args.smoke,
+        floor: !args.no_floor,
     })
 }
 

@@ -1,0 +1,202 @@
+//! The machine's floor for a burst of pod starts: the kernel work every pod needs on
+//! a node, with no API server, no watch, no JSON and no status writes.
+//!
+//! A child of the benchmark, in a network and mount namespace of its own (so nothing
+//! it makes is visible to the host, and all of it goes when it exits), acts as the
+//! node: a `cbr0` bridge and the node's sysctls, then for each of N pods at once what
+//! the node agent does with `pier-sandbox` itself: the pod's network (namespace, veth
+//! on `cbr0`, address, route), its overlay root with the generated files, and its
+//! process (`pier app pause`) started inside them. The time until every process runs
+//! is the lowest start-up p99 the node could reach on this machine for N pods; the
+//! CPU it took is the work the kernel cannot skip.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio as ProcStdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use pier_sandbox::{
+    apply_plan, hostname_file, hosts_file, pod_resolv_conf, spawn, ClusterDns, ContainerCommand, DnsPolicy,
+    GeneratedFiles, NetlinkApplier, Netns, NetnsName, PodNetwork, ResolvConf, RootfsPlan, SandboxChild,
+    SandboxSpec, Stdio, Underlay,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// The flag that makes the benchmark binary the floor's child.
+pub const CHILD_FLAG: &str = "--child-floor";
+
+/// What the floor's child measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorResult {
+    pub pods: usize,
+    /// Start -> every pod's process running (exec done).
+    pub all_started_ms: f64,
+    /// Start -> this pod's process running, per pod.
+    pub started_ms: Vec<f64>,
+    /// The child's own CPU (its threads do the kernel work of networks, mounts, spawns).
+    pub node_cpu_ms: f64,
+    /// The pods' processes' CPU (their own set-up before exec, and their start).
+    pub pods_cpu_ms: f64,
+    /// Every CPU's busy time meanwhile.
+    pub machine_cpu_ms: f64,
+}
+
+/// Runs the floor for `pods` pods in a child process and returns what it measured.
+pub fn measure(pods: usize, pier_bin: &Path) -> anyhow::Result<FloorResult> {
+    let me = std::env::current_exe().context("finding the benchmark's own binary")?;
+    let out = Command::new(me)
+        .arg(CHILD_FLAG)
+        .arg(pods.to_string())
+        .arg(pier_bin)
+        .stdin(ProcStdio::null())
+        .stderr(ProcStdio::inherit())
+        .output()
+        .context("running the floor's child")?;
+    if !out.status.success() {
+        bail!("the floor's child failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("reading the floor's result")
+}
+
+/// The child: `args` are the pod count and the `pier` binary. Must be called before
+/// any thread exists (a mount namespace cannot be unshared by a threaded process).
+pub fn child_main(args: &[String]) -> anyhow::Result<()> {
+    let [pods, pier_bin] = args else { bail!("usage: {CHILD_FLAG} PODS PIER_BIN") };
+    let pods: usize = pods.parse().context("pod count")?;
+    if pods == 0 || pods > 250 {
+        bail!("the floor runs 1 to 250 pods (one /24)");
+    }
+    prctl::set_pdeathsig(Signal::SIGKILL).context("asking for SIGKILL with the benchmark")?;
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).context("unsharing net and mount")?;
+    let none = None::<&str>;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).context("making / private")?;
+    let netns_dir = Path::new("/run/netns");
+    std::fs::create_dir_all(netns_dir).context("creating /run/netns")?;
+    mount(Some("tmpfs"), netns_dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
+        .context("mounting a tmpfs on /run/netns")?;
+    // Pod directories on a tmpfs, as the agent keeps them; this one covers /tmp only
+    // in the child's own mount namespace.
+    let pods_dir = PathBuf::from("/tmp");
+    pier_sandbox::node::mount_pods_tmpfs(&pods_dir).context("mounting the pods' tmpfs")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting a runtime")?;
+    let result = runtime.block_on(run(pods, PathBuf::from(pier_bin), pods_dir))?;
+    println!("{}", serde_json::to_string(&result).context("encoding the result")?);
+    Ok(())
+}
+
+async fn run(pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Result<FloorResult> {
+    // The node: what `pier up` and the agent set up once, here in the child's own netns.
+    for (key, value) in [("net/ipv4/ip_forward", "1"), ("net/bridge/bridge-nf-call-iptables", "1")] {
+        // br_netfilter may not be loaded; the node tolerates that too.
+        let _ = std::fs::write(Path::new("/proc/sys").join(key), value);
+    }
+    let gateway: pier_sandbox::Ipv4Cidr = "10.244.0.1/24".parse().context("gateway")?;
+    let bridge: pier_sandbox::IfName = "cbr0".parse().context("bridge name")?;
+    let node = Underlay { ns: Netns::Host, bridge: bridge.clone(), addr: gateway };
+    let lo = vec![pier_sandbox::NetOp::LinkUp { ns: Netns::Host, dev: "lo".parse().context("lo")? }];
+    tokio::task::spawn_blocking(move || {
+        let netlink = NetlinkApplier::new();
+        apply_plan(&netlink, &lo).context("bringing lo up")?;
+        apply_plan(&netlink, &node.render_setup()).context("setting up the node's bridge")
+    })
+    .await
+    .context("setting up the node")??;
+
+    let cluster_dns = ClusterDns {
+        servers: vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))],
+        domain: "cluster.local".into(),
+    };
+    let host_conf =
+        std::fs::read_to_string("/etc/resolv.conf").map(|t| ResolvConf::parse(&t)).unwrap_or_default();
+    let resolv = pod_resolv_conf(DnsPolicy::ClusterFirst, "default", &cluster_dns, &host_conf, None).render();
+    let shared = Arc::new((pier_bin, pods_dir, bridge, gateway, resolv));
+
+    let ticks_0 = procfs::cpu_ticks(std::process::id()).context("own CPU")?;
+    let machine_0 = procfs::machine_busy_ticks().context("reading /proc/stat")?;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..pods {
+        let shared = Arc::clone(&shared);
+        tasks.spawn(async move {
+            let (pier_bin, pods_dir, bridge, gateway, resolv) = &*shared;
+            let child = start_pod(i, pier_bin, pods_dir, bridge, *gateway, resolv).await?;
+            Ok::<_, anyhow::Error>((child, start.elapsed()))
+        });
+    }
+    let mut children = Vec::new();
+    let mut started_ms = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (child, took) = joined.context("a pod's task panicked")??;
+        children.push(child);
+        started_ms.push(took.as_secs_f64() * 1000.0);
+    }
+    let all_started = start.elapsed();
+    let ticks_1 = procfs::cpu_ticks(std::process::id()).context("own CPU")?;
+    let machine_1 = procfs::machine_busy_ticks().context("reading /proc/stat")?;
+    let pods_ns: u64 = children.iter().filter_map(|c| procfs::cpu_ns(c.id())).sum();
+    let tick_ms = 1000.0 / procfs::clock_ticks_per_s();
+    for c in &mut children {
+        let _ = c.kill();
+    }
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    // The pods' namespaces, veths and overlays go with this process's namespaces.
+    Ok(FloorResult {
+        pods,
+        all_started_ms: all_started.as_secs_f64() * 1000.0,
+        started_ms,
+        node_cpu_ms: ticks_1.saturating_sub(ticks_0) as f64 * tick_ms,
+        pods_cpu_ms: pods_ns as f64 / 1e6,
+        machine_cpu_ms: machine_1.saturating_sub(machine_0) as f64 * tick_ms,
+    })
+}
+
+/// One pod as the agent makes it: network and root on blocking threads, then the
+/// process, started from the async worker as the agent does.
+async fn start_pod(
+    i: usize,
+    pier_bin: &Path,
+    pods_dir: &Path,
+    bridge: &pier_sandbox::IfName,
+    gateway: pier_sandbox::Ipv4Cidr,
+    resolv: &str,
+) -> anyhow::Result<SandboxChild> {
+    let uid = format!("floor-{i:04}");
+    let name = NetnsName::new(format!("pod-{uid}")).context("netns name")?;
+    let host = u8::try_from(i + 2).context("pod index")?;
+    let ip = Ipv4Addr::new(10, 244, 0, host);
+    let net = PodNetwork::on_bridge(Netns::Host, bridge.clone(), gateway, name.clone(), &uid, ip)
+        .context("planning a pod network")?;
+    tokio::task::spawn_blocking(move || {
+        apply_plan(&NetlinkApplier::new(), &net.render_setup()).with_context(|| format!("pod {i}'s network"))
+    })
+    .await
+    .context("pod network task")??;
+    let hostname = format!("floor-{i:04}");
+    let files = GeneratedFiles {
+        hosts: hosts_file(&[IpAddr::V4(ip)], &hostname, None, &[]),
+        hostname: hostname_file(&hostname),
+        resolv_conf: resolv.to_string(),
+    };
+    let rootfs = RootfsPlan::new(pods_dir.join(&uid), files);
+    let plan = rootfs.clone();
+    tokio::task::spawn_blocking(move || pier_sandbox::rootfs::prepare(&plan))
+        .await
+        .context("pod root task")?
+        .with_context(|| format!("pod {i}'s root filesystem"))?;
+    let spec = SandboxSpec { netns: name, hostname, rootfs };
+    let mut cmd =
+        ContainerCommand::new([pier_bin.to_string_lossy().into_owned(), "app".into(), "pause".into()]);
+    cmd.stdout = Stdio::null();
+    cmd.stderr = Stdio::null();
+    tokio::task::block_in_place(|| spawn(&spec, cmd)).with_context(|| format!("starting pod {i}'s process"))
+}
