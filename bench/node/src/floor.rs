@@ -33,13 +33,52 @@ use crate::procfs;
 /// The flag that makes the benchmark binary the floor's child.
 pub const CHILD_FLAG: &str = "--child-floor";
 
+/// How much of a pod's start the floor makes: each stage includes the ones before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The pod's network namespace, veth on `cbr0`, address and route.
+    Network,
+    /// And its overlay root with the generated files.
+    Root,
+    /// And its process started inside both: the whole pod.
+    Process,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Network, Stage::Root, Stage::Process];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Network => "network",
+            Stage::Root => "root",
+            Stage::Process => "process",
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<Stage> {
+        Stage::ALL.into_iter().find(|st| st.name() == s).with_context(|| format!("unknown floor stage {s:?}"))
+    }
+
+    /// What the stage makes, for the report.
+    pub fn text(self) -> &'static str {
+        match self {
+            Stage::Network => "networks only",
+            Stage::Root => "networks and roots",
+            Stage::Process => "networks, roots and processes",
+        }
+    }
+}
+
 /// What the floor's child measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FloorResult {
+    pub stage: Stage,
     pub pods: usize,
-    /// Start -> every pod's process running (exec done).
+    /// Start -> every pod made up to the stage (for the whole pod: its process
+    /// running, exec done).
     pub all_started_ms: f64,
-    /// Start -> this pod's process running, per pod.
+    /// Start -> this pod made, per pod.
     pub started_ms: Vec<f64>,
     /// The child's own CPU (its threads do the kernel work of networks, mounts, spawns).
     pub node_cpu_ms: f64,
@@ -49,11 +88,13 @@ pub struct FloorResult {
     pub machine_cpu_ms: f64,
 }
 
-/// Runs the floor for `pods` pods in a child process and returns what it measured.
-pub fn measure(pods: usize, pier_bin: &Path) -> anyhow::Result<FloorResult> {
+/// Runs the floor for `pods` pods up to `stage` in a child process and returns what it
+/// measured.
+pub fn measure(stage: Stage, pods: usize, pier_bin: &Path) -> anyhow::Result<FloorResult> {
     let me = std::env::current_exe().context("finding the benchmark's own binary")?;
     let out = Command::new(me)
         .arg(CHILD_FLAG)
+        .arg(stage.name())
         .arg(pods.to_string())
         .arg(pier_bin)
         .stdin(ProcStdio::null())
@@ -66,10 +107,14 @@ pub fn measure(pods: usize, pier_bin: &Path) -> anyhow::Result<FloorResult> {
     serde_json::from_slice(&out.stdout).context("reading the floor's result")
 }
 
-/// The child: `args` are the pod count and the `pier` binary. Must be called before
-/// any thread exists (a mount namespace cannot be unshared by a threaded process).
+/// The child: `args` are the stage, the pod count and the `pier` binary. Must be
+/// called before any thread exists (a mount namespace cannot be unshared by a threaded
+/// process).
 pub fn child_main(args: &[String]) -> anyhow::Result<()> {
-    let [pods, pier_bin] = args else { bail!("usage: {CHILD_FLAG} PODS PIER_BIN") };
+    let [stage, pods, pier_bin] = args else {
+        bail!("usage: {CHILD_FLAG} network|root|process PODS PIER_BIN")
+    };
+    let stage = Stage::parse(stage)?;
     let pods: usize = pods.parse().context("pod count")?;
     if pods == 0 || pods > 250 {
         bail!("the floor runs 1 to 250 pods (one /24)");
@@ -87,12 +132,12 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let pods_dir = PathBuf::from("/tmp");
     pier_sandbox::node::mount_pods_tmpfs(&pods_dir).context("mounting the pods' tmpfs")?;
     let runtime = tokio::runtime::Runtime::new().context("starting a runtime")?;
-    let result = runtime.block_on(run(pods, PathBuf::from(pier_bin), pods_dir))?;
+    let result = runtime.block_on(run(stage, pods, PathBuf::from(pier_bin), pods_dir))?;
     println!("{}", serde_json::to_string(&result).context("encoding the result")?);
     Ok(())
 }
 
-async fn run(pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Result<FloorResult> {
+async fn run(stage: Stage, pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Result<FloorResult> {
     // The node: what `pier up` and the agent set up once, here in the child's own netns.
     for (key, value) in [("net/ipv4/ip_forward", "1"), ("net/bridge/bridge-nf-call-iptables", "1")] {
         // br_netfilter may not be loaded; the node tolerates that too.
@@ -127,7 +172,7 @@ async fn run(pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Resul
         let shared = Arc::clone(&shared);
         tasks.spawn(async move {
             let (pier_bin, pods_dir, bridge, gateway, resolv) = &*shared;
-            let child = start_pod(i, pier_bin, pods_dir, bridge, *gateway, resolv).await?;
+            let child = start_pod(stage, i, pier_bin, pods_dir, bridge, *gateway, resolv).await?;
             Ok::<_, anyhow::Error>((child, start.elapsed()))
         });
     }
@@ -135,7 +180,7 @@ async fn run(pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Resul
     let mut started_ms = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (child, took) = joined.context("a pod's task panicked")??;
-        children.push(child);
+        children.extend(child);
         started_ms.push(took.as_secs_f64() * 1000.0);
     }
     let all_started = start.elapsed();
@@ -151,6 +196,7 @@ async fn run(pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Resul
     }
     // The pods' namespaces, veths and overlays go with this process's namespaces.
     Ok(FloorResult {
+        stage,
         pods,
         all_started_ms: all_started.as_secs_f64() * 1000.0,
         started_ms,
@@ -160,16 +206,17 @@ async fn run(pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) -> anyhow::Resul
     })
 }
 
-/// One pod as the agent makes it: network and root on blocking threads, then the
-/// process, started from the async worker as the agent does.
+/// One pod as the agent makes it, up to `stage`: network and root on blocking
+/// threads, then the process, started from the async worker as the agent does.
 async fn start_pod(
+    stage: Stage,
     i: usize,
     pier_bin: &Path,
     pods_dir: &Path,
     bridge: &pier_sandbox::IfName,
     gateway: pier_sandbox::Ipv4Cidr,
     resolv: &str,
-) -> anyhow::Result<SandboxChild> {
+) -> anyhow::Result<Option<SandboxChild>> {
     let uid = format!("floor-{i:04}");
     let name = NetnsName::new(format!("pod-{uid}")).context("netns name")?;
     let host = u8::try_from(i + 2).context("pod index")?;
@@ -181,6 +228,9 @@ async fn start_pod(
     })
     .await
     .context("pod network task")??;
+    if stage == Stage::Network {
+        return Ok(None);
+    }
     let hostname = format!("floor-{i:04}");
     let files = GeneratedFiles {
         hosts: hosts_file(&[IpAddr::V4(ip)], &hostname, None, &[]),
@@ -193,10 +243,15 @@ async fn start_pod(
         .await
         .context("pod root task")?
         .with_context(|| format!("pod {i}'s root filesystem"))?;
+    if stage == Stage::Root {
+        return Ok(None);
+    }
     let spec = SandboxSpec { netns: name, hostname, rootfs };
     let mut cmd =
         ContainerCommand::new([pier_bin.to_string_lossy().into_owned(), "app".into(), "pause".into()]);
     cmd.stdout = Stdio::null();
     cmd.stderr = Stdio::null();
-    tokio::task::block_in_place(|| spawn(&spec, cmd)).with_context(|| format!("starting pod {i}'s process"))
+    tokio::task::block_in_place(|| spawn(&spec, cmd))
+        .map(Some)
+        .with_context(|| format!("starting pod {i}'s process"))
 }
