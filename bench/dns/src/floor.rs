@@ -148,16 +148,9 @@ pub struct Stalls {
 /// Spins on `core` for `secs` (in a child pinned with `taskset`, so that this
 /// process's own threads stay where they are) and reports the gaps.
 pub fn stalls(core: usize, secs: u64) -> anyhow::Result<Stalls> {
-    let out = procs::this_binary_on(core, "--child-stalls")?
-        .args(["--secs", &secs.to_string()])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the stall probe (taskset)")?;
-    if !out.status.success() {
-        bail!("the stall probe failed: {}", out.status);
-    }
-    serde_json::from_slice(&out.stdout).context("reading the stall probe's report")
+    let mut probe = procs::this_binary_on(core, "--child-stalls")?;
+    probe.args(["--secs", &secs.to_string()]);
+    pier_bench_support::json_report_of(probe, "the stall probe")
 }
 
 /// The child side of [`stalls`]: spins for `secs`, prints the report as JSON.

@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio as ProcStdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -92,19 +92,9 @@ pub struct FloorResult {
 /// measured.
 pub fn measure(stage: Stage, pods: usize, pier_bin: &Path) -> anyhow::Result<FloorResult> {
     let me = std::env::current_exe().context("finding the benchmark's own binary")?;
-    let out = Command::new(me)
-        .arg(CHILD_FLAG)
-        .arg(stage.name())
-        .arg(pods.to_string())
-        .arg(pier_bin)
-        .stdin(ProcStdio::null())
-        .stderr(ProcStdio::inherit())
-        .output()
-        .context("running the floor's child")?;
-    if !out.status.success() {
-        bail!("the floor's child failed ({})", out.status);
-    }
-    serde_json::from_slice(&out.stdout).context("reading the floor's result")
+    let mut child = Command::new(me);
+    child.arg(CHILD_FLAG).arg(stage.name()).arg(pods.to_string()).arg(pier_bin);
+    pier_bench_support::json_report_of(child, "the floor's child")
 }
 
 /// The child: `args` are the stage, the pod count and the `pier` binary. Must be

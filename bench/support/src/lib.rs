@@ -1,11 +1,30 @@
 //! What the benchmarks share: latency summaries with nearest-rank percentiles,
-//! medians of repeated runs, and the machine facts every report starts with.
+//! medians of repeated runs, the machine facts every report starts with, and reading
+//! a helper child's JSON report.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+/// Runs `child` (stdin from /dev/null, stderr shown) and decodes the JSON report it
+/// prints; `what` names it in errors.
+pub fn json_report_of<T: DeserializeOwned>(
+    mut child: std::process::Command,
+    what: &str,
+) -> anyhow::Result<T> {
+    let out = child
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", out.status);
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("reading {what}'s report"))
+}
 
 /// Nearest-rank percentiles of a sample; the unit is in the name of the field that
 /// holds the summary.
