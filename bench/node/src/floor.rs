@@ -1,9 +1,9 @@
 //! The machine's floor for a burst of pod starts: the kernel work every pod needs on
 //! a node, with no API server, no watch, no JSON and no status writes.
 //!
-//! A child of the benchmark, in a network and mount namespace of its own (so nothing
-//! it makes is visible to the host, and all of it goes when it exits), acts as the
-//! node: a `cbr0` bridge and the node's sysctls, then for each of N pods at once what
+//! A child of the benchmark, in a network, mount and PID namespace of its own (so
+//! nothing it makes is visible to the host, and all of it goes when it exits, even
+//! when it or the benchmark is killed), acts as the node: a `cbr0` bridge and the node's sysctls, then for each of N pods at once what
 //! the node agent does with `pier-sandbox` itself: the pod's network (namespace, veth
 //! on `cbr0`, address, route), its overlay root with the generated files, and its
 //! process (`pier app pause`) started inside them. The time until every process runs
@@ -30,7 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::procfs;
 
-/// The flag that makes the benchmark binary the floor's child.
+/// The flag that makes the benchmark binary the floor's init: single-threaded, it
+/// makes the namespaces and supervises the node's reaper and the worker.
+pub const INIT_FLAG: &str = "--child-floor-init";
+/// The flag that makes the benchmark binary the floor's worker, inside the namespaces.
 pub const CHILD_FLAG: &str = "--child-floor";
 
 /// How much of a pod's start the floor makes: each stage includes the ones before.
@@ -93,13 +96,36 @@ pub struct FloorResult {
 pub fn measure(stage: Stage, pods: usize, pier_bin: &Path) -> anyhow::Result<FloorResult> {
     let me = std::env::current_exe().context("finding the benchmark's own binary")?;
     let mut child = Command::new(me);
-    child.arg(CHILD_FLAG).arg(stage.name()).arg(pods.to_string()).arg(pier_bin);
+    child.arg(INIT_FLAG).arg(stage.name()).arg(pods.to_string()).arg(pier_bin);
     pier_bench_support::json_report_of(child, "the floor's child")
 }
 
-/// The child: `args` are the stage, the pod count and the `pier` binary. Must be
-/// called before any thread exists (a mount namespace cannot be unshared by a threaded
-/// process).
+/// The floor's init, as `pier up` starts a node: new network, mount and PID
+/// namespaces, then the node's reaper (`pier node-reaper`, PID 1 of the namespace)
+/// and the worker, both tied to this process. Whatever ends this process ends the
+/// reaper, and with it every process in the namespace: the worker and the pods.
+/// Must be called before any thread exists. `args` are the worker's.
+pub fn init_main(args: &[String]) -> anyhow::Result<()> {
+    let [_, _, pier_bin] = args else { bail!("usage: {INIT_FLAG} network|root|process PODS PIER_BIN") };
+    prctl::set_pdeathsig(Signal::SIGKILL).context("asking for SIGKILL with the benchmark")?;
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .context("unsharing net, mount and PID namespaces")?;
+    let none = None::<&str>;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).context("making / private")?;
+    let netns_dir = Path::new("/run/netns");
+    std::fs::create_dir_all(netns_dir).context("creating /run/netns")?;
+    mount(Some("tmpfs"), netns_dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
+        .context("mounting a tmpfs on /run/netns")?;
+    let mut reaper = Command::new(pier_bin);
+    reaper.arg("node-reaper");
+    let mut worker = Command::new(std::env::current_exe().context("finding the benchmark's own binary")?);
+    worker.arg(CHILD_FLAG).args(args);
+    let code = pier_sandbox::node::run_node_init(reaper, worker).context("supervising the floor's worker")?;
+    std::process::exit(code)
+}
+
+/// The worker, in the init's namespaces: `args` are the stage, the pod count and the
+/// `pier` binary.
 pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     let [stage, pods, pier_bin] = args else {
         bail!("usage: {CHILD_FLAG} network|root|process PODS PIER_BIN")
@@ -109,16 +135,10 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     if pods == 0 || pods > 250 {
         bail!("the floor runs 1 to 250 pods (one /24)");
     }
-    prctl::set_pdeathsig(Signal::SIGKILL).context("asking for SIGKILL with the benchmark")?;
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).context("unsharing net and mount")?;
-    let none = None::<&str>;
-    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).context("making / private")?;
-    let netns_dir = Path::new("/run/netns");
-    std::fs::create_dir_all(netns_dir).context("creating /run/netns")?;
-    mount(Some("tmpfs"), netns_dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
-        .context("mounting a tmpfs on /run/netns")?;
+    // PIDs as this namespace numbers them, for the pods' CPU times.
+    pier_sandbox::node::mount_own_proc().context("mounting the namespace's /proc")?;
     // Pod directories on a tmpfs, as the agent keeps them; this one covers /tmp only
-    // in the child's own mount namespace.
+    // in the floor's own mount namespace.
     let pods_dir = PathBuf::from("/tmp");
     pier_sandbox::node::mount_pods_tmpfs(&pods_dir).context("mounting the pods' tmpfs")?;
     let runtime = tokio::runtime::Runtime::new().context("starting a runtime")?;
@@ -178,13 +198,8 @@ async fn run(stage: Stage, pods: usize, pier_bin: PathBuf, pods_dir: PathBuf) ->
     let machine_1 = procfs::machine_busy_ticks().context("reading /proc/stat")?;
     let pods_ns: u64 = children.iter().filter_map(|c| procfs::cpu_ns(c.id())).sum();
     let tick_ms = 1000.0 / procfs::clock_ticks_per_s();
-    for c in &mut children {
-        let _ = c.kill();
-    }
-    for c in &mut children {
-        let _ = c.wait();
-    }
-    // The pods' namespaces, veths and overlays go with this process's namespaces.
+    // The pods' processes end with the PID namespace, their network namespaces,
+    // veths and overlays with the network and mount namespaces.
     Ok(FloorResult {
         stage,
         pods,

@@ -221,9 +221,11 @@ struct Report {
 
 fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
-    // The floor's child unshares namespaces, which needs a process without threads.
-    if argv.get(1).map(String::as_str) == Some(floor::CHILD_FLAG) {
-        return floor::child_main(&argv[2..]);
+    // The floor's init unshares namespaces, which needs a process without threads.
+    match argv.get(1).map(String::as_str) {
+        Some(floor::INIT_FLAG) => return floor::init_main(&argv[2..]),
+        Some(floor::CHILD_FLAG) => return floor::child_main(&argv[2..]),
+        _ => {}
     }
     tokio::runtime::Runtime::new().context("starting a runtime")?.block_on(bench())
 }
