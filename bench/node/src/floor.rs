@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
@@ -110,12 +109,10 @@ pub fn init_main(args: &[String]) -> anyhow::Result<()> {
     prctl::set_pdeathsig(Signal::SIGKILL).context("asking for SIGKILL with the benchmark")?;
     unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
         .context("unsharing net, mount and PID namespaces")?;
-    let none = None::<&str>;
-    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).context("making / private")?;
-    let netns_dir = Path::new("/run/netns");
-    std::fs::create_dir_all(netns_dir).context("creating /run/netns")?;
-    mount(Some("tmpfs"), netns_dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, none)
-        .context("mounting a tmpfs on /run/netns")?;
+    let netns_dir = pier_sandbox::netlink::NETNS_DIR;
+    std::fs::create_dir_all(netns_dir).with_context(|| format!("creating {netns_dir}"))?;
+    let netns_dir_c = std::ffi::CString::new(netns_dir).context("the netns directory's name")?;
+    pier_sandbox::node::make_node_mounts(&netns_dir_c).context("making the node's mounts")?;
     let mut reaper = Command::new(pier_bin);
     reaper.arg("node-reaper");
     let mut worker = Command::new(std::env::current_exe().context("finding the benchmark's own binary")?);

@@ -48,23 +48,7 @@ pub fn prepare_node_command(netns: &NetnsName, command: &mut Command) -> io::Res
         prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
         setns(&fd, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
-        mount(
-            None::<&std::ffi::CStr>,
-            c"/",
-            None::<&std::ffi::CStr>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&std::ffi::CStr>,
-        )
-        .map_err(io::Error::from)?;
-        mount(
-            Some(c"tmpfs"),
-            netns_dir.as_c_str(),
-            Some(c"tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some(c"mode=0755"),
-        )
-        .map_err(io::Error::from)?;
-        Ok(())
+        make_node_mounts(netns_dir.as_c_str())
     };
     // SAFETY: the hook runs in the forked child before exec and only makes system
     // calls (prctl, setns, unshare, mount) on values prepared before fork (an owned
@@ -74,6 +58,29 @@ pub fn prepare_node_command(netns: &NetnsName, command: &mut Command) -> io::Res
         command.pre_exec(hook);
     }
     Ok(())
+}
+
+/// In a node's new mount namespace: makes every mount private (nothing the node
+/// mounts propagates to the host) and mounts a private tmpfs on `netns_dir` (which
+/// must exist), where the node binds its pods' network namespaces. Allocates nothing
+/// but an error, so it may run in a pre-exec hook.
+pub fn make_node_mounts(netns_dir: &std::ffi::CStr) -> io::Result<()> {
+    mount(
+        None::<&std::ffi::CStr>,
+        c"/",
+        None::<&std::ffi::CStr>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&std::ffi::CStr>,
+    )
+    .map_err(io::Error::from)?;
+    mount(
+        Some(c"tmpfs"),
+        netns_dir,
+        Some(c"tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(c"mode=0755"),
+    )
+    .map_err(io::Error::from)
 }
 
 /// Spawns `command` so that it gets SIGKILL when the calling thread dies.
